@@ -1,0 +1,17 @@
+//! edgec: an ahead-of-time compiler for generative ONNX models on edge devices.
+//!
+//! The pipeline: [`front::onnx`] reads a model into the [`ir`] graph; [`passes`] fix
+//! shapes, infer types, fold constants and simplify; [`eval`] is the reference
+//! evaluator (the constant folder's engine and the test oracle). Op semantics live in
+//! [`ops`], one module per family.
+
+pub mod error;
+pub mod eval;
+pub mod front;
+pub mod ir;
+pub mod ops;
+pub mod passes;
+pub mod pipeline;
+pub mod targets;
+
+pub use error::{Error, OpError, Result};

@@ -1,0 +1,29 @@
+//! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
+
+mod compare;
+mod node_tests;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "edgec-testsuite", about = "Conformance tests of edgec against reference outputs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the ONNX backend node tests (onnx==1.22.0's onnx/backend/test/data/node).
+    OnnxNode(node_tests::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::OnnxNode(args) => {
+            let ok = node_tests::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+    }
+}
