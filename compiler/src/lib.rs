@@ -13,5 +13,6 @@ pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod targets;
+pub mod testdata;
 
 pub use error::{Error, OpError, Result};

@@ -1,6 +1,5 @@
 //! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
 
-mod compare;
 mod node_tests;
 
 use clap::{Parser, Subcommand};

@@ -13,12 +13,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use edgec::front::onnx::{load, read_tensor_file};
-use edgec::ir::Tensor;
+use edgec::front::onnx::load;
 use edgec::pipeline::{prepare, Bindings};
 use edgec::{Error, OpError};
 
-use crate::compare::{compare, CONTRACT};
+use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -165,14 +164,7 @@ fn run_case(dir: &Path, filter: Option<&str>, name: &str) -> Option<(String, Out
     if let Err(e) = model.check_supported() {
         return Some((op, classify(&e)));
     }
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
-        .collect();
-    sets.sort();
-    for set in sets {
+    for set in data_sets(dir) {
         if let Err(o) = run_set(&model, &set) {
             return Some((op, o));
         }
@@ -180,24 +172,11 @@ fn run_case(dir: &Path, filter: Option<&str>, name: &str) -> Option<(String, Out
     Some((op, Outcome::Passed))
 }
 
-fn numbered(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, Outcome> {
-    let mut out = Vec::new();
-    for k in 0.. {
-        let p = dir.join(format!("{prefix}_{k}.pb"));
-        if !p.exists() {
-            break;
-        }
-        match read_tensor_file(&p) {
-            Ok((_, t)) => out.push(t),
-            Err(e) => return Err(Outcome::Unsupported(format!("{}: {e}", p.display()))),
-        }
-    }
-    Ok(out)
-}
-
 fn run_set(model: &edgec::front::onnx::Model, set: &Path) -> Result<(), Outcome> {
-    let inputs = numbered(set, "input")?;
-    let expected = numbered(set, "output")?;
+    // Data that is no tensor (sequences, optionals) is unsupported.
+    let read = |prefix| read_numbered(set, prefix).map_err(|e| Outcome::Unsupported(e.to_string()));
+    let inputs = read("input")?;
+    let expected = read("output")?;
     let g = &model.graph;
     if inputs.len() != g.inputs.len() {
         return Err(Outcome::Failed(format!("{} inputs in the data, {} in the model", inputs.len(), g.inputs.len())));

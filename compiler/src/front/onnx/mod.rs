@@ -87,6 +87,11 @@ pub fn load_bytes(bytes: &[u8], dir: &DataDir) -> Result<Model> {
             proto.ir_version
         )));
     }
+    if proto.opset_import.is_empty() {
+        return Err(Error::InvalidModel(
+            "the model imports no opset (opset_import is empty): the file is truncated or was not written by an ONNX exporter".into(),
+        ));
+    }
     let mut opsets = BTreeMap::new();
     for o in &proto.opset_import {
         let domain = if o.domain == "ai.onnx" { String::new() } else { o.domain.clone() };

@@ -1,7 +1,39 @@
-//! Output comparison against reference data: the contract's tolerance for floats
+//! Reference data in the ONNX backend-test layout (`test_data_set_N/{input,output}_K.pb`)
+//! and the comparison of outputs with it: the contract's tolerance for floats
 //! (`|got - want| <= atol + rtol * |want|`, NaN equal to NaN), exact for the rest.
 
-use edgec::ir::{DType, Tensor};
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::front::onnx::read_tensor_file;
+use crate::ir::{DType, Tensor};
+
+/// The `test_data_set_*` directories in `dir`, sorted.
+pub fn data_sets(dir: &Path) -> Vec<PathBuf> {
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+                .collect()
+        })
+        .unwrap_or_default();
+    sets.sort();
+    sets
+}
+
+/// `PREFIX_0.pb`, `PREFIX_1.pb`, ... in `dir` (prefix `input` or `output`), until one is missing.
+pub fn read_numbered(dir: &Path, prefix: &str) -> Result<Vec<Tensor>> {
+    let mut out = Vec::new();
+    for k in 0.. {
+        let p = dir.join(format!("{prefix}_{k}.pb"));
+        if !p.exists() {
+            break;
+        }
+        out.push(read_tensor_file(&p)?.1);
+    }
+    Ok(out)
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Tolerance {
@@ -12,7 +44,7 @@ pub struct Tolerance {
 /// The contract's float32 tolerance.
 pub const CONTRACT: Tolerance = Tolerance { atol: 1e-4, rtol: 1e-3 };
 
-/// How far `got` is from `want`: `Ok(max abs error, max rel error)` or why it fails.
+/// How far `got` is from `want`: `Ok((max abs error, max rel error))`, or why it fails.
 pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<(f64, f64), String> {
     if got.dtype() != want.dtype() {
         return Err(format!("type {} expected {}", got.dtype(), want.dtype()));
