@@ -5,36 +5,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use edgec::pipeline::{prepare, Bindings};
-use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
+
+mod common;
 
 fn model_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+    common::testsuite_dir().join("models").join(name)
 }
 
 fn dims(pairs: &[(&str, usize)]) -> Bindings {
     Bindings { dims: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(), input_shapes: BTreeMap::new() }
 }
 
-/// Loads, folds and evaluates `name` on each of its data sets; returns the folded graph's histogram.
 fn check_model(name: &str, bindings: Bindings) -> BTreeMap<String, usize> {
-    let dir = model_dir(name);
-    let model = edgec::front::onnx::load(&dir.join("model.onnx")).expect("loads");
-    model.check_supported().expect("every node supported");
-    let graph = prepare(model.graph, &bindings).expect("shapes bind, infer and fold");
-    let sets = data_sets(&dir);
-    assert!(!sets.is_empty(), "{name} has reference data");
-    for set in sets {
-        let inputs = read_numbered(&set, "input").unwrap();
-        let expected = read_numbered(&set, "output").unwrap();
-        let outputs = edgec::eval::run(&graph, &inputs).expect("evaluates");
-        assert_eq!(outputs.len(), expected.len());
-        for (k, (got, want)) in outputs.iter().zip(&expected).enumerate() {
-            if let Err(e) = compare(got, want, CONTRACT) {
-                panic!("{name} output {k}: {e}");
-            }
-        }
-    }
-    graph.op_histogram()
+    common::check_model_dir(&model_dir(name), &bindings)
 }
 
 #[test]

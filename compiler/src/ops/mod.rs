@@ -156,6 +156,15 @@ impl Semantics for Op {
 }
 
 impl Op {
+    /// Names a control-flow op's bodies read from enclosing graphs, in the order the node
+    /// passes them as extra inputs after its formal ones.
+    pub fn captured_names(&self) -> Vec<String> {
+        match self {
+            Op::Control(c) => c.captured_names(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Ops whose result is not a function of their inputs (random generators) must not
     /// be folded or deduplicated.
     pub fn is_deterministic(&self) -> bool {

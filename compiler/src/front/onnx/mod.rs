@@ -6,6 +6,7 @@
 //! [`Model::unsupported`], so `inspect` can show all of them at once; [`Model::check_supported`]
 //! turns them into one error for the compiler.
 
+mod functions;
 mod node;
 mod tensor;
 
@@ -78,7 +79,7 @@ pub fn load_bytes(bytes: &[u8], dir: &DataDir) -> Result<Model> {
     if bytes.is_empty() {
         return Err(decode_err("the file is empty".into()));
     }
-    let proto = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+    let mut proto = ModelProto::parse_from_bytes(bytes).map_err(|e| {
         decode_err(format!("protobuf decoding failed ({e}); the file is truncated or not an ONNX model"))
     })?;
     if proto.ir_version < MIN_IR_VERSION || proto.ir_version > MAX_IR_VERSION {
@@ -104,9 +105,11 @@ pub fn load_bytes(bytes: &[u8], dir: &DataDir) -> Result<Model> {
             )));
         }
     }
-    let graph_proto = proto.graph.as_ref().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    let mut graph_proto = proto.graph.take().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    functions::inline_functions(&mut graph_proto, &proto.functions)?;
+    let graph_proto = &graph_proto;
     let mut importer = Importer { dir, opsets: &opsets, unsupported: Vec::new() };
-    let mut graph = importer.import(graph_proto)?;
+    let (mut graph, _) = importer.import(graph_proto, None)?;
     graph.opsets = opsets.clone();
     Ok(Model { graph, ir_version: proto.ir_version, producer: proto.producer_name.clone(), unsupported: importer.unsupported })
 }
@@ -156,10 +159,45 @@ fn declared_type(v: &ValueInfoProto, what: &str) -> Result<Option<Declared>> {
     }
 }
 
+/// Answers whether a name is visible in an enclosing graph (for subgraph captures).
+pub type OuterScope<'a> = &'a dyn Fn(&str) -> bool;
+
+/// A control-flow body: a graph whose `inputs` are its formal inputs followed by one
+/// value per name it reads from enclosing graphs (`captures`, in the same order). The
+/// node that owns the body passes those outer values as extra inputs.
+#[derive(Clone, Debug)]
+pub struct SubGraph {
+    pub graph: Graph,
+    pub n_formal_inputs: usize,
+    pub captures: Vec<String>,
+}
+
+/// Imports a subgraph attribute of the node `ctx` describes. Names the body reads from
+/// enclosing graphs become captures.
+pub fn import_subgraph(ctx: &NodeCtx, g: &GraphProto) -> std::result::Result<SubGraph, OpError> {
+    let visible = ctx.outer.ok_or_else(|| OpError::invalid("subgraph outside a graph"))?;
+    let opsets = ctx.opsets.ok_or_else(|| OpError::invalid("subgraph outside a model"))?;
+    let mut importer = Importer { dir: ctx.data_dir, opsets, unsupported: Vec::new() };
+    let (mut graph, captures) = importer.import(g, Some(visible)).map_err(|e| match e {
+        Error::Node { source: e @ OpError::Unsupported(_), .. } => e,
+        e if e.is_unsupported() => OpError::Unsupported(format!("in subgraph '{}': {e}", g.name)),
+        e => OpError::Invalid(format!("in subgraph '{}': {e}", g.name)),
+    })?;
+    if let Some(first) = importer.unsupported.first() {
+        return Err(OpError::Unsupported(format!("in subgraph '{}': {first}", g.name)));
+    }
+    graph.opsets = opsets.clone();
+    let n_formal_inputs = graph.inputs.len() - captures.len();
+    Ok(SubGraph { graph, n_formal_inputs, captures })
+}
+
 impl Importer<'_> {
-    fn import(&mut self, g: &GraphProto) -> Result<Graph> {
+    /// Imports a graph. With `outer`, names not defined locally but visible outside are
+    /// captured: each becomes an extra graph input, listed in the returned names.
+    fn import(&mut self, g: &GraphProto, outer: Option<OuterScope>) -> Result<(Graph, Vec<String>)> {
         let mut graph = Graph::default();
         let mut scope: HashMap<String, ValueId> = HashMap::new();
+        let mut captures: Vec<String> = Vec::new();
         let define = |scope: &mut HashMap<String, ValueId>, name: &str, id: ValueId, by: &str| {
             if scope.insert(name.to_string(), id).is_some() {
                 return Err(Error::InvalidModel(format!("value '{name}' is defined twice (again by {by})")));
@@ -197,11 +235,11 @@ impl Importer<'_> {
                 }
                 continue;
             }
-            let declared = declared.ok_or_else(|| {
-                Error::InvalidModel(format!("graph input '{}' has no tensor type", input.name))
-            })?;
+            if declared.is_none() && outer.is_none() {
+                return Err(Error::InvalidModel(format!("graph input '{}' has no tensor type", input.name)));
+            }
             let id = graph.add_value(&input.name);
-            graph.value_mut(id).declared = Some(declared);
+            graph.value_mut(id).declared = declared;
             define(&mut scope, &input.name, id, "a graph input")?;
             graph.inputs.push(id);
         }
@@ -238,7 +276,7 @@ impl Importer<'_> {
                     inputs.push(None);
                     continue;
                 }
-                let id = scope.get(i).copied().ok_or_else(|| {
+                let id = resolve(&mut graph, &mut scope, &mut captures, outer, i).ok_or_else(|| {
                     Error::InvalidModel(format!(
                         "node '{label}' ({}) reads '{i}', which no node, graph input or initializer defines",
                         n.op_type
@@ -265,7 +303,10 @@ impl Importer<'_> {
                     op
                 }
                 Some(&opset) => {
+                    let visible = |name: &str| scope.contains_key(name) || outer.is_some_and(|f| f(name));
                     let ctx = NodeCtx {
+                        outer: Some(&visible),
+                        opsets: Some(self.opsets),
                         name: &label,
                         op_type: &n.op_type,
                         domain,
@@ -288,6 +329,13 @@ impl Importer<'_> {
                     }
                 }
             };
+            // A control-flow node also reads what its bodies capture.
+            for name in op.captured_names() {
+                let id = resolve(&mut graph, &mut scope, &mut captures, outer, &name).ok_or_else(|| {
+                    Error::InvalidModel(format!("node '{label}' ({}): a subgraph reads '{name}', which is not defined", n.op_type))
+                })?;
+                inputs.push(Some(id));
+            }
             let opset = self.opsets.get(domain).copied().unwrap_or(0);
             graph.add_node(Node {
                 name: label,
@@ -301,7 +349,7 @@ impl Importer<'_> {
         }
 
         for o in &g.output {
-            let id = scope.get(&o.name).copied().ok_or_else(|| {
+            let id = resolve(&mut graph, &mut scope, &mut captures, outer, &o.name).ok_or_else(|| {
                 Error::InvalidModel(format!("graph output '{}' is not produced by any node, input or initializer", o.name))
             })?;
             if let Some(d) = declared_type(o, "output")? {
@@ -318,8 +366,30 @@ impl Importer<'_> {
                 graph.node(n).op_type
             )));
         }
-        Ok(graph)
+        Ok((graph, captures))
     }
+}
+
+/// Looks a name up locally, else captures it from the enclosing graphs: the capture
+/// becomes a new graph input (after the formal ones).
+fn resolve(
+    graph: &mut Graph,
+    scope: &mut HashMap<String, ValueId>,
+    captures: &mut Vec<String>,
+    outer: Option<OuterScope>,
+    name: &str,
+) -> Option<ValueId> {
+    if let Some(&id) = scope.get(name) {
+        return Some(id);
+    }
+    if !outer.is_some_and(|f| f(name)) {
+        return None;
+    }
+    let id = graph.add_value(name);
+    graph.inputs.push(id);
+    scope.insert(name.to_string(), id);
+    captures.push(name.to_string());
+    Some(id)
 }
 
 fn node_label(n: &onnx_protobuf::NodeProto, index: usize) -> String {

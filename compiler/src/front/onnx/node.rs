@@ -21,6 +21,10 @@ pub struct NodeCtx<'a> {
     pub data_dir: &'a DataDir,
     /// The whole node, for families that need more (control flow reads subgraphs).
     pub proto: &'a NodeProto,
+    /// Names visible from this node's graph, for subgraphs to capture.
+    pub outer: Option<&'a dyn Fn(&str) -> bool>,
+    /// The model's opset imports, for subgraphs.
+    pub opsets: Option<&'a std::collections::BTreeMap<String, i64>>,
 }
 
 impl<'a> NodeCtx<'a> {
