@@ -12,6 +12,7 @@ pub mod ir;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;
+pub mod plan;
 pub mod targets;
 pub mod testdata;
 
