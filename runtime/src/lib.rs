@@ -1,1 +1,10 @@
-#![no_std]
+//! The tiny `no_std` runtime shared by code that edgec generates and the programs that
+//! call it: error codes and the weight blob format. Generated C and objects use the
+//! same definitions through `include/edgec_runtime.h`.
+#![cfg_attr(not(test), no_std)]
+
+pub mod blob;
+pub mod status;
+
+pub use blob::{BlobError, BlobHeader, BLOB_ALIGN, BLOB_HEADER_SIZE, BLOB_MAGIC, BLOB_VERSION};
+pub use status::Status;
