@@ -193,14 +193,16 @@ impl Semantics for ControlOp {
         let (formal_c, captured_c) = self.split(ctx.consts);
         match self {
             ControlOp::If { then_branch, else_branch } => {
-                let t = infer_body(then_branch, &self.body_captures(then_branch, captured), &self.body_captures(then_branch, captured_c))?;
-                let e = infer_body(else_branch, &self.body_captures(else_branch, captured), &self.body_captures(else_branch, captured_c))?;
-                if t == e {
-                    return Ok(t);
+                let infer = |b: &SubGraph| infer_body(b, &self.body_captures(b, captured), &self.body_captures(b, captured_c));
+                // With a constant condition only the taken branch must make sense for
+                // these shapes (exports guard rank-specific code this way).
+                if let Some(c) = formal_c.first().copied().flatten() {
+                    return infer(if scalar_bool(c, "cond")? { then_branch } else { else_branch });
                 }
-                match formal_c.first().copied().flatten() {
-                    Some(c) => Ok(if scalar_bool(c, "cond")? { t } else { e }),
-                    None => Err(OpError::DataDependent("input 0 (cond): the branches have different output types".into())),
+                match (infer(then_branch), infer(else_branch)) {
+                    (Ok(t), Ok(e)) if t == e => Ok(t),
+                    (Err(e), _) | (_, Err(e)) if !matches!(e, OpError::Invalid(_)) => Err(e),
+                    _ => Err(OpError::DataDependent("input 0 (cond): the branches differ in output types".into())),
                 }
             }
             ControlOp::Loop { .. } if formal.len() < 2 => Err(OpError::invalid("Loop needs inputs M and cond (either may be empty)")),
