@@ -9,6 +9,7 @@ pub mod error;
 pub mod eval;
 pub mod front;
 pub mod ir;
+pub mod kir;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;

@@ -1,0 +1,328 @@
+//! KIR, the kernel IR: what both backends compile.
+//!
+//! The graph IR says *what* each op computes; KIR says *how*, as small imperative
+//! kernels — loop nests over buffers with scalar expressions — that the Cranelift and
+//! C backends translate almost line by line. Each ONNX op is lowered to KIR once
+//! (`crate::lower`), so a backend implements only KIR's primitives: loops, loads,
+//! stores, scalar arithmetic, comparisons, selects and casts. Transcendental functions
+//! are KIR unary ops that `math::expand` rewrites into those primitives (polynomials
+//! and bit manipulation), so every backend computes them identically.
+//!
+//! A [`Program`] is a list of buffers (graph inputs/outputs in the caller's memory,
+//! weights, temporaries placed in the arena by the memory planner) and a list of kernels
+//! run in order. [`interp`] executes a program on the host: lowering is tested against
+//! the reference evaluator through it, and backends are tested against it.
+
+pub mod build;
+pub mod interp;
+pub mod print;
+
+use std::sync::Arc;
+
+use crate::ir::{DType, Tensor};
+
+/// Handle of a buffer in [`Program::buffers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(pub u32);
+
+/// Handle of a scalar variable in [`Kernel::vars`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub u32);
+
+#[derive(Clone, Debug)]
+pub enum BufKind {
+    /// The caller's `inputs[k]`.
+    Input(usize),
+    /// The caller's `outputs[k]`.
+    Output(usize),
+    /// A constant, stored in the weight blob (or embedded).
+    Weight(Arc<Tensor>),
+    /// An intermediate, placed in the arena by the memory planner.
+    Temp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub kind: BufKind,
+}
+
+impl Buffer {
+    /// Elements (not bytes).
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Types of scalar expressions. Buffers of narrower types widen on load and narrow on
+/// store (see [`Ty::of_storage`]); `Index` is the target's pointer-sized signed integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    F32,
+    F64,
+    I32,
+    I64,
+    Index,
+    Bool,
+}
+
+impl Ty {
+    /// The expression type a buffer element of `dtype` is loaded as, `None` for types
+    /// code generation does not handle (the packed 8/4/2-bit types).
+    pub fn of_storage(dtype: DType) -> Option<Ty> {
+        Some(match dtype {
+            DType::F32 | DType::F16 | DType::BF16 => Ty::F32,
+            DType::F64 => Ty::F64,
+            DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 => Ty::I32,
+            DType::I64 | DType::U32 | DType::U64 => Ty::I64,
+            DType::Bool => Ty::Bool,
+            _ => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F32 | Ty::F64)
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, Ty::I32 | Ty::I64 | Ty::Index)
+    }
+}
+
+/// A literal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lit {
+    F32(f32),
+    F64(f64),
+    I32(i32),
+    I64(i64),
+    Index(i64),
+    Bool(bool),
+}
+
+impl Lit {
+    pub fn ty(self) -> Ty {
+        match self {
+            Lit::F32(_) => Ty::F32,
+            Lit::F64(_) => Ty::F64,
+            Lit::I32(_) => Ty::I32,
+            Lit::I64(_) => Ty::I64,
+            Lit::Index(_) => Ty::Index,
+            Lit::Bool(_) => Ty::Bool,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    /// Logical not on Bool, bitwise not on integers.
+    Not,
+    Sqrt,
+    Floor,
+    Ceil,
+    /// Round half to even.
+    Round,
+    Trunc,
+    // Transcendentals: rewritten into primitives by `math::expand` before code generation.
+    Exp,
+    Log,
+    Tanh,
+    Erf,
+    Sin,
+    Cos,
+    Tan,
+    Atan,
+    Asin,
+    Acos,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+}
+
+impl UnOp {
+    /// True for ops a backend must implement itself (everything else is expanded).
+    pub fn is_primitive(self) -> bool {
+        matches!(self, UnOp::Neg | UnOp::Abs | UnOp::Not | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    /// Floats: IEEE division. Integers: truncating division (C semantics); the lowering
+    /// guards against division by zero.
+    Div,
+    /// Integers: remainder with the sign of the dividend (C `%`). Floats: `fmod`.
+    Rem,
+    Min,
+    Max,
+    /// Logical on Bool, bitwise on integers.
+    And,
+    Or,
+    Xor,
+    Shl,
+    /// Arithmetic shift right for signed values.
+    Shr,
+    /// Logical shift right.
+    UShr,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Floats only; expanded by `math::expand`.
+    Pow,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Lit(Lit),
+    Var(Var),
+    /// Element `index` (an `Index` expression) of `buf`, widened to `Ty::of_storage`.
+    Load { buf: BufId, index: Box<Expr> },
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `cond ? a : b`; `cond` is Bool.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Numeric conversion (C semantics; float → int truncates, NaN → 0 by the lowering's care).
+    Cast(Ty, Box<Expr>),
+    /// Reinterprets bits between F32/I32 or F64/I64.
+    Bitcast(Ty, Box<Expr>),
+    /// `a * b + c` with one rounding.
+    Fma(Box<Expr>, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in 0..extent { body }`; `var` is an `Index` variable.
+    Loop { var: Var, extent: usize, body: Vec<Stmt> },
+    /// Assigns a variable (variables are mutable; backends build SSA).
+    Set { var: Var, value: Expr },
+    /// Writes `value`, narrowed to the buffer's dtype, at element `index`.
+    Store { buf: BufId, index: Expr, value: Expr },
+    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
+    /// Returns the error code from `NAME_run` (e.g. an index input out of range).
+    Fail(i32),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Kernel {
+    /// For reports and profiling: the graph node(s) it computes.
+    pub name: String,
+    pub vars: Vec<Ty>,
+    pub body: Vec<Stmt>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    pub buffers: Vec<Buffer>,
+    pub kernels: Vec<Kernel>,
+}
+
+impl Program {
+    pub fn buffer(&self, b: BufId) -> &Buffer {
+        &self.buffers[b.0 as usize]
+    }
+
+    pub fn add_buffer(&mut self, name: impl Into<String>, dtype: DType, shape: Vec<usize>, kind: BufKind) -> BufId {
+        self.buffers.push(Buffer { name: name.into(), dtype, shape, kind });
+        BufId(self.buffers.len() as u32 - 1)
+    }
+
+    /// Inputs in the caller's order.
+    pub fn inputs(&self) -> Vec<BufId> {
+        self.by_kind(|k| matches!(k, BufKind::Input(_)), |k| if let BufKind::Input(i) = k { *i } else { 0 })
+    }
+
+    /// Outputs in the caller's order.
+    pub fn outputs(&self) -> Vec<BufId> {
+        self.by_kind(|k| matches!(k, BufKind::Output(_)), |k| if let BufKind::Output(i) = k { *i } else { 0 })
+    }
+
+    fn by_kind(&self, pick: impl Fn(&BufKind) -> bool, pos: impl Fn(&BufKind) -> usize) -> Vec<BufId> {
+        let mut v: Vec<(usize, BufId)> = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| pick(&b.kind))
+            .map(|(i, b)| (pos(&b.kind), BufId(i as u32)))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, b)| b).collect()
+    }
+}
+
+/// Expression constructors, so lowering code reads like the math it builds.
+pub mod e {
+    use super::*;
+
+    pub fn f32(v: f32) -> Expr {
+        Expr::Lit(Lit::F32(v))
+    }
+    pub fn f64(v: f64) -> Expr {
+        Expr::Lit(Lit::F64(v))
+    }
+    pub fn i32(v: i32) -> Expr {
+        Expr::Lit(Lit::I32(v))
+    }
+    pub fn i64(v: i64) -> Expr {
+        Expr::Lit(Lit::I64(v))
+    }
+    pub fn idx(v: i64) -> Expr {
+        Expr::Lit(Lit::Index(v))
+    }
+    pub fn bool(v: bool) -> Expr {
+        Expr::Lit(Lit::Bool(v))
+    }
+    pub fn var(v: Var) -> Expr {
+        Expr::Var(v)
+    }
+    pub fn load(buf: BufId, index: Expr) -> Expr {
+        Expr::Load { buf, index: Box::new(index) }
+    }
+    pub fn un(op: UnOp, a: Expr) -> Expr {
+        Expr::Unary(op, Box::new(a))
+    }
+    pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(b))
+    }
+    pub fn add(a: Expr, b: Expr) -> Expr {
+        bin(BinOp::Add, a, b)
+    }
+    pub fn sub(a: Expr, b: Expr) -> Expr {
+        bin(BinOp::Sub, a, b)
+    }
+    pub fn mul(a: Expr, b: Expr) -> Expr {
+        bin(BinOp::Mul, a, b)
+    }
+    pub fn div(a: Expr, b: Expr) -> Expr {
+        bin(BinOp::Div, a, b)
+    }
+    pub fn select(c: Expr, a: Expr, b: Expr) -> Expr {
+        Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+    }
+    pub fn cast(t: Ty, a: Expr) -> Expr {
+        Expr::Cast(t, Box::new(a))
+    }
+    pub fn fma(a: Expr, b: Expr, c: Expr) -> Expr {
+        Expr::Fma(Box::new(a), Box::new(b), Box::new(c))
+    }
+}
