@@ -289,7 +289,10 @@ impl Semantics for NormalizeOp {
                 let (outer, n, inner) = lanes(shape, norm_axis(*axis, x.rank())?);
                 Ok(vec![out(map_lanes(&v, outer, n, inner, |l| lp_lane(*p, l)))])
             }
-            NormalizeOp::Lrn { alpha, beta, bias, size } => Ok(vec![out(lrn(&v, shape, *alpha, *beta, *bias, *size))]),
+            NormalizeOp::Lrn { alpha, beta, bias, size } => {
+                channels(shape)?;
+                Ok(vec![out(lrn(&v, shape, *alpha, *beta, *bias, *size))])
+            }
             NormalizeOp::Mvn { axes } => Ok(vec![out(mvn(&v, shape, &norm_axes(axes, x.rank())?)?)]),
         }
     }
@@ -365,8 +368,8 @@ fn softmax_lane(kind: SoftmaxKind, l: &[f64]) -> Vec<f64> {
     let max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     match kind {
         SoftmaxKind::Hardmax => {
-            // One-hot at the first maximum.
-            let at = l.iter().position(|&v| v == max || v.is_nan());
+            // One-hot at the first maximum (the first NaN if any, as numpy's argmax).
+            let at = l.iter().position(|v| v.is_nan()).or_else(|| l.iter().position(|&v| v == max));
             (0..l.len()).map(|i| if Some(i) == at { 1.0 } else { 0.0 }).collect()
         }
         SoftmaxKind::Softmax => {
@@ -471,7 +474,7 @@ fn layer_norm(
     rms: bool,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let cols: usize = shape[axis..].iter().product();
-    let rows = if cols == 0 { 0 } else { v.len() / cols };
+    let rows: usize = shape[..axis].iter().product();
     let mut y = vec![0.0; v.len()];
     let (mut means, mut inv_stds) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     for r in 0..rows {
@@ -536,6 +539,9 @@ fn eval_batch_norm(x: &Tensor, inputs: &[Option<&Tensor>], eps: f64, momentum: f
 /// extent, then applies the per-channel `scale` and `bias`.
 fn group_norm(v: &[f64], shape: &[usize], g: usize, eps: f64, scale: &[f64], bias: &[f64]) -> Vec<f64> {
     let c = shape[1];
+    if c == 0 {
+        return Vec::new();
+    }
     let spatial: usize = shape[2..].iter().product();
     let block = c / g * spatial;
     let mut y = vec![0.0; v.len()];

@@ -444,7 +444,13 @@ fn reduce_ints(kind: ReduceKind, dtype: DType, xs: impl Iterator<Item = i128> + 
         Min => xs.fold(int_bounds(dtype).1, i128::min),
         L1 => sum(&mut xs.map(i128::abs)),
         SumSquare => sum(&mut xs.map(|v| v.wrapping_mul(v))),
-        L2 => (from_wrapped(dtype, sum(&mut xs.map(|v| v.wrapping_mul(v)))) as f64).sqrt() as i128,
+        // numpy squares in the element type (wrapping) and sums in 64 bits before the
+        // square root; a negative sum (from wrapped squares) has no root: 0.
+        L2 => {
+            let s = sum(&mut xs.map(|v| from_wrapped(dtype, v.wrapping_mul(v))));
+            let r = (s as f64).sqrt();
+            if r.is_nan() { 0 } else { r as i128 }
+        }
         LogSum | LogSumExp => unreachable!("computed in floating point by the caller"),
     }
 }
