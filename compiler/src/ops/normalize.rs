@@ -356,7 +356,7 @@ fn per_channel_params(inputs: &[Option<&Tensor>], c: usize) -> Result<(Vec<f64>,
 
 fn group_count(num_groups: i64, c: usize) -> Result<usize, OpError> {
     match usize::try_from(num_groups) {
-        Ok(g) if g > 0 && c % g == 0 => Ok(g),
+        Ok(g) if g > 0 && c.is_multiple_of(g) => Ok(g),
         _ => Err(OpError::invalid(format!("num_groups {num_groups} does not divide the {c} channels"))),
     }
 }
@@ -425,7 +425,7 @@ impl Loss {
         let targets = target.to_i64_vec().ok_or_else(|| OpError::invalid("loss target must be an integer tensor"))?;
         let weight = weight.map(|w| w.to_f64_vec());
         let (n, c) = (x.shape()[0], x.shape()[1]);
-        let d = if n == 0 { 0 } else { targets.len() / n };
+        let d = targets.len().checked_div(n).unwrap_or(0);
         let mut logp = x.to_f64_vec();
         if self.softmax {
             logp = map_lanes(&logp, n, c, d, |l| softmax_lane(SoftmaxKind::LogSoftmax, l));
