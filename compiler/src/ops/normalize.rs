@@ -130,8 +130,10 @@ fn parse_batch_norm(ctx: &NodeCtx) -> Result<NormalizeOp, OpError> {
         ctx.int_or("training_mode", 0)? != 0
     } else {
         // Older opsets declare the training outputs as optional extras of one node;
-        // edgec only runs those models in inference mode.
-        if (1..ctx.n_outputs()).any(|i| ctx.has_output(i)) || ctx.int_or("is_test", 1)? == 0 {
+        // edgec only runs those models in inference mode (`is_test`, opset 6 and
+        // before, defaults to training).
+        let is_test = ctx.int_or("is_test", if ctx.opset < 7 { 0 } else { 1 })? != 0;
+        if (1..ctx.n_outputs()).any(|i| ctx.has_output(i)) || !is_test {
             return Err(OpError::unsupported("BatchNormalization training outputs before opset 14"));
         }
         if ctx.int_or("spatial", 1)? == 0 {
