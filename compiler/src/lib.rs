@@ -10,6 +10,7 @@ pub mod eval;
 pub mod front;
 pub mod ir;
 pub mod kir;
+pub mod lower;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;

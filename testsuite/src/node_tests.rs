@@ -24,7 +24,8 @@ pub struct Args {
     /// The node-test data directory (default: the onnx package in the project's .venv).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// What runs the cases: `reference` (the evaluator).
+    /// What runs the cases: `reference` (the evaluator) or `kir` (lowering to KIR and
+    /// the KIR interpreter, the oracle for the backends).
     #[arg(long, default_value = "reference")]
     target: String,
     /// Only cases whose name contains PATTERN, or whose op type is PATTERN.
@@ -76,8 +77,8 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<bool> {
-    if args.target != "reference" {
-        bail!("unknown target '{}': this build runs the node tests on `reference` (the evaluator)", args.target);
+    if !matches!(args.target.as_str(), "reference" | "kir") {
+        bail!("unknown target '{}': this build runs the node tests on `reference` (the evaluator) or `kir`", args.target);
     }
     let data = match &args.data {
         Some(d) => d.clone(),
@@ -103,7 +104,7 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
                 let Some(dir) = cases.get(k) else { break };
                 let name = dir.file_name().unwrap().to_string_lossy().to_string();
                 let start = Instant::now();
-                let (op, outcome) = match catch_unwind(AssertUnwindSafe(|| run_case(dir, args.filter.as_deref(), &name))) {
+                let (op, outcome) = match catch_unwind(AssertUnwindSafe(|| run_case(dir, args.filter.as_deref(), &name, &args.target))) {
                     Ok(Some(r)) => r,
                     Ok(None) => continue,
                     Err(p) => ("?".to_string(), Outcome::Failed(format!("panic: {}", panic_message(&p)))),
@@ -145,7 +146,7 @@ fn classify(e: &Error) -> Outcome {
     }
 }
 
-fn run_case(dir: &Path, filter: Option<&str>, name: &str) -> Option<(String, Outcome)> {
+fn run_case(dir: &Path, filter: Option<&str>, name: &str, target: &str) -> Option<(String, Outcome)> {
     let model = match load(&dir.join("model.onnx")) {
         Ok(m) => m,
         Err(e) => {
@@ -165,14 +166,14 @@ fn run_case(dir: &Path, filter: Option<&str>, name: &str) -> Option<(String, Out
         return Some((op, classify(&e)));
     }
     for set in data_sets(dir) {
-        if let Err(o) = run_set(&model, &set) {
+        if let Err(o) = run_set(&model, &set, target) {
             return Some((op, o));
         }
     }
     Some((op, Outcome::Passed))
 }
 
-fn run_set(model: &edgec::front::onnx::Model, set: &Path) -> Result<(), Outcome> {
+fn run_set(model: &edgec::front::onnx::Model, set: &Path, target: &str) -> Result<(), Outcome> {
     // Data that is no tensor (sequences, optionals) is unsupported.
     let read = |prefix| read_numbered(set, prefix).map_err(|e| Outcome::Unsupported(e.to_string()));
     let inputs = read("input")?;
@@ -185,14 +186,18 @@ fn run_set(model: &edgec::front::onnx::Model, set: &Path) -> Result<(), Outcome>
         dims: BTreeMap::new(),
         input_shapes: g.inputs.iter().zip(&inputs).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect(),
     };
-    // The static pipeline first; shapes that depend on input values fall back to
-    // evaluating the loaded graph directly (the evaluator needs no static shapes).
-    let outputs = match prepare(g.clone(), &bindings) {
-        Ok(prepared) => edgec::eval::run(&prepared, &inputs),
-        Err(Error::Node { source: OpError::DataDependent(_), .. }) => edgec::eval::run(g, &inputs),
-        Err(e) => return Err(classify(&e)),
-    }
-    .map_err(|e| classify(&e))?;
+    let outputs = if target == "kir" {
+        run_kir(g, &bindings, &inputs)?
+    } else {
+        // The static pipeline first; shapes that depend on input values fall back to
+        // evaluating the loaded graph directly (the evaluator needs no static shapes).
+        match prepare(g.clone(), &bindings) {
+            Ok(prepared) => edgec::eval::run(&prepared, &inputs),
+            Err(Error::Node { source: OpError::DataDependent(_), .. }) => edgec::eval::run(g, &inputs),
+            Err(e) => return Err(classify(&e)),
+        }
+        .map_err(|e| classify(&e))?
+    };
     if outputs.len() != expected.len() {
         return Err(Outcome::Failed(format!("{} outputs, {} expected", outputs.len(), expected.len())));
     }
@@ -200,6 +205,16 @@ fn run_set(model: &edgec::front::onnx::Model, set: &Path) -> Result<(), Outcome>
         compare(got, want, CONTRACT).map_err(|e| Outcome::Failed(format!("output {k}: {e}")))?;
     }
     Ok(())
+}
+
+/// Compiles to KIR (static shapes required) and interprets it.
+fn run_kir(g: &edgec::ir::Graph, bindings: &Bindings, inputs: &[edgec::ir::Tensor]) -> Result<Vec<edgec::ir::Tensor>, Outcome> {
+    let prepared = prepare(g.clone(), bindings).map_err(|e| classify(&e))?;
+    let program = edgec::lower::lower(&prepared).map_err(|e| classify(&e))?;
+    edgec::kir::interp::run(&program, inputs).map_err(|stop| match stop {
+        edgec::kir::interp::Stop::Fail(code) => Outcome::Failed(format!("the program failed with code {code}")),
+        edgec::kir::interp::Stop::Bug(why) => Outcome::Failed(format!("malformed KIR: {why}")),
+    })
 }
 
 fn report(args: &Args, results: &[CaseResult]) -> bool {
