@@ -1,0 +1,148 @@
+//! Numbers of the elementwise family: every tensor is computed on as `f64` (float types)
+//! or `i128` (integer types and bool), which hold each element exactly, and results are
+//! converted back to the output type. `i128` keeps `u64` and `i64` exact, and casting the
+//! result back with `as` wraps like numpy's fixed-width integer arithmetic.
+
+use half::{bf16, f16};
+use ndarray::ArrayD;
+
+use crate::ops::util::broadcast_to;
+use crate::error::OpError;
+use crate::ir::packed;
+use crate::ir::{DType, Tensor};
+
+/// The elements of a tensor in a type that represents each of them exactly.
+pub enum Nums {
+    F(ArrayD<f64>),
+    I(ArrayD<i128>),
+}
+
+impl Nums {
+    pub fn of(t: &Tensor) -> Nums {
+        match t {
+            Tensor::I8(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::U8(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::I16(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::U16(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::I32(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::U32(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::I64(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::U64(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::Bool(a) => Nums::I(a.mapv(i128::from)),
+            Tensor::Packed(d, a) if d.is_int() => Nums::I(a.mapv(|b| packed::decode(*d, b) as i128)),
+            other => Nums::F(other.to_f64_array()),
+        }
+    }
+
+    /// As floats (integers converted, which is exact below 2^53).
+    pub fn into_f64(self) -> ArrayD<f64> {
+        match self {
+            Nums::F(a) => a,
+            Nums::I(a) => a.mapv(|x| x as f64),
+        }
+    }
+}
+
+/// `f64` results as a tensor of `dtype`: floats rounded to nearest even, integers
+/// truncated toward zero (saturating, NaN to 0), bool is `!= 0`.
+pub fn from_f64(dtype: DType, a: ArrayD<f64>) -> Tensor {
+    match dtype {
+        DType::F32 => Tensor::F32(a.mapv(|x| x as f32)),
+        DType::F64 => Tensor::F64(a),
+        DType::F16 => Tensor::F16(a.mapv(|x| f16::from_bits(packed::F16.encode(x, false) as u16))),
+        DType::BF16 => Tensor::BF16(a.mapv(|x| bf16::from_bits(packed::BF16.encode(x, false) as u16))),
+        DType::I8 => Tensor::I8(a.mapv(|x| x as i8)),
+        DType::U8 => Tensor::U8(a.mapv(|x| x as u8)),
+        DType::I16 => Tensor::I16(a.mapv(|x| x as i16)),
+        DType::U16 => Tensor::U16(a.mapv(|x| x as u16)),
+        DType::I32 => Tensor::I32(a.mapv(|x| x as i32)),
+        DType::U32 => Tensor::U32(a.mapv(|x| x as u32)),
+        DType::I64 => Tensor::I64(a.mapv(|x| x as i64)),
+        DType::U64 => Tensor::U64(a.mapv(|x| x as u64)),
+        DType::Bool => Tensor::Bool(a.mapv(|x| x != 0.0)),
+        d => Tensor::Packed(d, a.mapv(|x| packed::encode(d, x, true))),
+    }
+}
+
+/// `i128` results as a tensor of `dtype`, wrapping to its width (numpy's overflow).
+pub fn from_i128(dtype: DType, a: ArrayD<i128>) -> Tensor {
+    match dtype {
+        DType::I8 => Tensor::I8(a.mapv(|x| x as i8)),
+        DType::U8 => Tensor::U8(a.mapv(|x| x as u8)),
+        DType::I16 => Tensor::I16(a.mapv(|x| x as i16)),
+        DType::U16 => Tensor::U16(a.mapv(|x| x as u16)),
+        DType::I32 => Tensor::I32(a.mapv(|x| x as i32)),
+        DType::U32 => Tensor::U32(a.mapv(|x| x as u32)),
+        DType::I64 => Tensor::I64(a.mapv(|x| x as i64)),
+        DType::U64 => Tensor::U64(a.mapv(|x| x as u64)),
+        DType::Bool => Tensor::Bool(a.mapv(|x| x != 0)),
+        d if d.is_int() => {
+            let mask = (1i128 << d.bits()) - 1;
+            Tensor::Packed(d, a.mapv(|x| (x & mask) as u8))
+        }
+        d => from_f64(d, a.mapv(|x| x as f64)),
+    }
+}
+
+/// Applies `f` to the elements of `a` and `b` broadcast together.
+pub fn zip_with<A: Clone, B: Clone, R>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    shape: &[usize],
+    mut f: impl FnMut(A, B) -> Result<R, OpError>,
+) -> Result<ArrayD<R>, OpError> {
+    let (a, b) = (broadcast_to(a, shape)?, broadcast_to(b, shape)?);
+    let v = a.iter().zip(b.iter()).map(|(x, y)| f(x.clone(), y.clone())).collect::<Result<Vec<R>, _>>()?;
+    ArrayD::from_shape_vec(shape, v).map_err(|e| OpError::invalid(e.to_string()))
+}
+
+/// The error function, to about 1e-15: its Taylor series near zero, the continued
+/// fraction of `erfc` further out (Rust's standard library has no `erf`).
+pub fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    let r = if a < 2.5 {
+        // erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+        let (mut term, mut sum, x2) = (a, a, a * a);
+        for n in 1..200 {
+            term *= -x2 / n as f64;
+            let t = term / (2 * n + 1) as f64;
+            sum += t;
+            if t.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if a < 27.0 {
+        // erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
+        let mut f = a;
+        for k in (1..=80).rev() {
+            f = a + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * f)
+    } else {
+        1.0
+    };
+    r.copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_values() {
+        // Values from scipy.special.erf.
+        for (x, want) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.4, 0.9993114861033549), (2.6, 0.9997640655834125), (-3.0, -0.9999779095030014)] {
+            assert!((erf(x) - want).abs() < 1e-14, "erf({x}) = {} want {want}", erf(x));
+        }
+    }
+
+    #[test]
+    fn wrapping_back() {
+        let t = from_i128(DType::I8, ArrayD::from_shape_vec(vec![2], vec![128, -129]).unwrap());
+        assert_eq!(t.as_array::<i8>().unwrap().as_slice().unwrap(), &[-128, 127]);
+    }
+}
