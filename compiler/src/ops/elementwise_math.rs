@@ -4,7 +4,7 @@
 
 use ndarray::ArrayD;
 
-use super::elementwise_num::{erf, from_f64, from_i128, zip_with, Nums};
+use super::elementwise_num::{erf, from_f64, from_i128, rounder, scalar_rounder, zip_with, Nums};
 use super::{INTS, NUMERIC, UNSIGNED};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
@@ -141,7 +141,10 @@ impl Unary {
         let dtype = x.dtype();
         match Nums::of(x) {
             Nums::I(a) if self.is_exact_on_ints() => Ok(from_i128(dtype, a.mapv(|v| self.int(v)))),
-            n => Ok(from_f64(dtype, n.into_f64().mapv(|v| self.float(v)))),
+            n => {
+                let (q, qs) = (rounder(dtype), scalar_rounder(dtype));
+                Ok(from_f64(dtype, n.into_f64().mapv(|v| self.float(v, q, qs))))
+            }
         }
     }
 
@@ -163,8 +166,14 @@ impl Unary {
         }
     }
 
-    fn float(self, x: f64) -> f64 {
+    /// The op on one float, rounding after each step as the reference's numpy
+    /// expression (or ONNX function body) does: `q` rounds to the input's type, `qs`
+    /// rounds steps involving a Python float scalar (attributes) — see
+    /// [`scalar_rounder`].
+    fn float(self, x: f64, q: fn(f64) -> f64, qs: fn(f64) -> f64) -> f64 {
         use Unary::*;
+        let exp = |v: f64| q(v.exp());
+        let softplus = |v: f64| q(q(1.0 + exp(v)).ln());
         match self {
             Neg => -x,
             Abs => x.abs(),
@@ -193,7 +202,7 @@ impl Unary {
             Exp => x.exp(),
             Log => x.ln(),
             Tanh => x.tanh(),
-            Sigmoid => sigmoid(x),
+            Sigmoid => sigmoid(x, q, qs),
             Cos => x.cos(),
             Sin => x.sin(),
             Tan => x.tan(),
@@ -206,26 +215,33 @@ impl Unary {
             Cosh => x.cosh(),
             Sinh => x.sinh(),
             Erf => erf(x),
-            Softplus => x.exp().ln_1p(),
-            Softsign => x / (1.0 + x.abs()),
-            Mish => x * x.exp().ln_1p().tanh(),
-            HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Softplus => softplus(x),
+            Softsign => x / q(1.0 + x.abs()),
+            Mish => x * q(softplus(x).tanh()),
+            // The function body: HardSigmoid(alpha = 1/6 as f32, beta = 0.5), then Mul.
+            HardSwish => x * q(hard_sigmoid(x, (1.0f32 / 6.0) as f64, 0.5, qs)),
             LeakyRelu { alpha } => {
                 if x > 0.0 {
                     x
                 } else {
-                    alpha * x
+                    x * q(alpha)
                 }
             }
             Elu { alpha } => {
                 if x > 0.0 {
                     x
                 } else {
-                    alpha * (x.exp() - 1.0)
+                    qs(alpha) * q(exp(x) - 1.0)
                 }
             }
-            Selu { alpha, gamma } => gamma * if x > 0.0 { x } else { alpha * x.exp() - alpha },
-            Celu { alpha } => x.max(0.0) + (alpha * ((x / alpha).exp() - 1.0)).min(0.0),
+            Selu { alpha, gamma } => {
+                let (a, g) = (qs(alpha), qs(gamma));
+                g * if x > 0.0 { x } else { qs(qs(exp(x) * a) - a) }
+            }
+            Celu { alpha } => {
+                let a = qs(alpha);
+                x.max(0.0) + qs(a * qs(qs(qs(x / a).exp()) - 1.0)).min(0.0)
+            }
             ThresholdedRelu { alpha } => {
                 if x > alpha {
                     x
@@ -233,33 +249,52 @@ impl Unary {
                     0.0
                 }
             }
-            HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            HardSigmoid { alpha, beta } => hard_sigmoid(x, alpha, beta, qs),
             Shrink { bias, lambd } => {
                 if x < -lambd {
-                    x + bias
+                    x + qs(bias)
                 } else if x > lambd {
-                    x - bias
+                    x - qs(bias)
                 } else {
                     0.0
                 }
             }
-            Gelu { tanh: false } => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
-            Gelu { tanh: true } => {
-                let k = (2.0 / std::f64::consts::PI).sqrt();
-                0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+            // The function body of opset 20, constants cast to the input type.
+            Gelu { tanh: false } => {
+                let phi = q(1.0 + q(erf(q(x / q(std::f64::consts::SQRT_2)))));
+                q(0.5 * x) * phi
             }
-            Swish { alpha } => x * sigmoid(alpha * x),
+            Gelu { tanh: true } => {
+                let k = q(q((2.0 / std::f64::consts::PI) as f32 as f64).sqrt());
+                let c0 = q(0.044715f32 as f64);
+                let inner = q(x + q(c0 * q(x.powi(3))));
+                let phi = q(1.0 + q(q(k * inner).tanh()));
+                q(0.5 * x) * phi
+            }
+            // `x * (1 / (1 + exp(-alpha * x))).astype(x.dtype)`
+            Swish { alpha } => x * q(sigmoid_plain(qs(qs(-alpha) * x), qs)),
         }
     }
 }
 
-/// The logistic function without overflow for large `|x|`.
-fn sigmoid(x: f64) -> f64 {
+/// `max(0, min(1, alpha * x + beta))`, rounded per step with `qs` (scalar steps).
+fn hard_sigmoid(x: f64, alpha: f64, beta: f64, qs: fn(f64) -> f64) -> f64 {
+    qs(qs(x * qs(alpha)) + qs(beta)).clamp(0.0, 1.0)
+}
+
+/// `1 / (1 + exp(v))`, `v` already negated, rounded per step (Swish's form).
+fn sigmoid_plain(v: f64, q: fn(f64) -> f64) -> f64 {
+    q(1.0 / q(1.0 + q(v.exp())))
+}
+
+/// The logistic function without overflow for large `|x|`, rounded per step (`exp`
+/// in the input's type, the steps with the float `1.0` with `qs`).
+fn sigmoid(x: f64, q: fn(f64) -> f64, qs: fn(f64) -> f64) -> f64 {
     if x > 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        qs(1.0 / qs(1.0 + q((-x).exp())))
     } else {
-        let e = x.exp();
-        e / (1.0 + e)
+        let e = q(x.exp());
+        e / qs(1.0 + e)
     }
 }
 
@@ -362,10 +397,14 @@ impl Binary {
         let dtype = x.dtype();
         let bits = dtype.bits() as i128;
         match (Nums::of(x), Nums::of(y)) {
-            (Nums::I(a), Nums::I(b)) => Ok(from_i128(dtype, zip_with(&a, &b, &shape, |a, b| self.int(a, b, bits))?)),
+            (Nums::I(a), Nums::I(b)) if !(self == Binary::Pow && pow_promote(dtype, y.dtype()) == DType::F64) => {
+                Ok(from_i128(dtype, zip_with(&a, &b, &shape, |a, b| self.int(a, b, bits))?))
+            }
             (a, b) => {
                 let (a, b) = (a.into_f64(), b.into_f64());
-                Ok(from_f64(dtype, zip_with(&a, &b, &shape, |a, b| self.float(a, b))?))
+                // numpy computes Pow in the promoted type, then casts to the base's.
+                let q = rounder(if self == Binary::Pow { pow_promote(dtype, y.dtype()) } else { dtype });
+                Ok(from_f64(dtype, zip_with(&a, &b, &shape, |a, b| self.float(a, b, dtype).map(q))?))
             }
         }
     }
@@ -419,7 +458,8 @@ impl Binary {
         })
     }
 
-    fn float(self, a: f64, b: f64) -> Result<f64, OpError> {
+    /// Float arithmetic; `dtype` is the inputs' type.
+    fn float(self, a: f64, b: f64, dtype: DType) -> Result<f64, OpError> {
         use Binary::*;
         Ok(match self {
             Add => a + b,
@@ -427,11 +467,15 @@ impl Binary {
             Mul => a * b,
             Div => a / b,
             Pow => a.powf(b),
-            // Rust's `%` on floats is C's `fmod`; the reference also uses `fmod` for
-            // `fmod=0` on floats (which the spec forbids), mapping NaN to 0.
+            // Rust's `%` on floats is C's `fmod`. For `fmod=0` on floats (which the
+            // spec forbids) the reference uses `fmod` on f16/f32/f64 and numpy's
+            // sign-of-divisor `mod` on bf16, mapping NaN to 0.
             Mod { fmod: true } => a % b,
             Mod { fmod: false } => {
-                let r = a % b;
+                let mut r = a % b;
+                if dtype == DType::BF16 && r != 0.0 && (r < 0.0) != (b < 0.0) {
+                    r += b;
+                }
                 if r.is_nan() {
                     0.0
                 } else {
@@ -449,6 +493,31 @@ impl Binary {
                 return Err(OpError::invalid(format!("{self:?} on floats")))
             }
         })
+    }
+}
+
+/// The type numpy computes `Pow` in for a base and an exponent type (the result is
+/// then cast to the base's type).
+fn pow_promote(a: DType, b: DType) -> DType {
+    let rank = |d: DType| match d {
+        DType::F16 | DType::BF16 => 1,
+        DType::F32 => 2,
+        _ => 3,
+    };
+    match (a.is_float(), b.is_float()) {
+        (true, true) if a == b => a,
+        (true, true) => [DType::F32, DType::F64][(rank(a).max(rank(b)) == 3) as usize],
+        // numpy has no integer type holding both u64 and a signed type.
+        (false, false) if (a == DType::U64 && b.is_signed_int()) || (b == DType::U64 && a.is_signed_int()) => DType::F64,
+        (false, false) => a,
+        _ => {
+            let (i, f) = if a.is_float() { (b, a) } else { (a, b) };
+            match (f, i.bits()) {
+                (DType::F16 | DType::BF16, 8) => f,
+                (DType::F16 | DType::BF16 | DType::F32, 16) | (DType::F32, 8) => DType::F32,
+                _ => DType::F64,
+            }
+        }
     }
 }
 
@@ -594,14 +663,16 @@ impl Variadic {
                         })
                     })?;
                 }
-                let acc = broadcast_to(&acc, &shape)?;
+                let sum = from_i128(dtype, broadcast_to(&acc, &shape)?);
                 if self == Variadic::Mean {
-                    // numpy divides into float64 and casts back (truncating).
-                    return Ok(from_f64(dtype, acc.mapv(|v| v as f64 / n)));
+                    // numpy divides the wrapped sum into float64 and casts back.
+                    return Ok(from_f64(dtype, Nums::of(&sum).into_f64().mapv(|v| v / n)));
                 }
-                Ok(from_i128(dtype, acc))
+                Ok(sum)
             }
             Nums::F(mut acc) => {
+                // Each addition is rounded to the type, as numpy adds in it.
+                let q = rounder(dtype);
                 for t in &inputs[1..] {
                     let b = Nums::of(t).into_f64();
                     acc = zip_with(&acc, &b, &shape, |a, b| {
@@ -609,7 +680,7 @@ impl Variadic {
                             _ if a.is_nan() || b.is_nan() => f64::NAN,
                             Variadic::Max => a.max(b),
                             Variadic::Min => a.min(b),
-                            Variadic::Sum | Variadic::Mean => a + b,
+                            Variadic::Sum | Variadic::Mean => q(a + b),
                         })
                     })?;
                 }

@@ -44,24 +44,82 @@ impl Nums {
 }
 
 /// `f64` results as a tensor of `dtype`: floats rounded to nearest even, integers
-/// truncated toward zero (saturating, NaN to 0), bool is `!= 0`.
+/// converted like numpy on x86 ([`float_to_int`]), bool is `!= 0`.
 pub fn from_f64(dtype: DType, a: ArrayD<f64>) -> Tensor {
     match dtype {
         DType::F32 => Tensor::F32(a.mapv(|x| x as f32)),
         DType::F64 => Tensor::F64(a),
         DType::F16 => Tensor::F16(a.mapv(|x| f16::from_bits(packed::F16.encode(x, false) as u16))),
         DType::BF16 => Tensor::BF16(a.mapv(|x| bf16::from_bits(packed::BF16.encode(x, false) as u16))),
-        DType::I8 => Tensor::I8(a.mapv(|x| x as i8)),
-        DType::U8 => Tensor::U8(a.mapv(|x| x as u8)),
-        DType::I16 => Tensor::I16(a.mapv(|x| x as i16)),
-        DType::U16 => Tensor::U16(a.mapv(|x| x as u16)),
-        DType::I32 => Tensor::I32(a.mapv(|x| x as i32)),
-        DType::U32 => Tensor::U32(a.mapv(|x| x as u32)),
-        DType::I64 => Tensor::I64(a.mapv(|x| x as i64)),
-        DType::U64 => Tensor::U64(a.mapv(|x| x as u64)),
         DType::Bool => Tensor::Bool(a.mapv(|x| x != 0.0)),
+        d if d.is_int() && !d.is_packed() => from_i128(d, a.mapv(|x| float_to_int(x, d))),
         d => Tensor::Packed(d, a.mapv(|x| packed::encode(d, x, true))),
     }
+}
+
+/// A float converted to the integer type `dtype` as numpy does on x86 (ONNX leaves
+/// out-of-range conversions undefined; the reference is numpy): truncation toward zero;
+/// 8- and 16-bit types go through `i32` and wrap; out of range (NaN included) gives the
+/// hardware's "integer indefinite" (`i32::MIN`/`i64::MIN`) for signed types, and for
+/// unsigned ones wraps small negative values, maps large ones and NaN to the sign bit
+/// and too-large positive ones to 0. The result is returned before wrapping to width.
+pub fn float_to_int(x: f64, dtype: DType) -> i128 {
+    const I32: (f64, f64) = (-2147483648.0, 2147483648.0);
+    const I64: (f64, f64) = (-9223372036854775808.0, 9223372036854775808.0);
+    let within = |(lo, hi): (f64, f64)| x >= lo && x < hi;
+    let t = if x.is_finite() { x.trunc() as i128 } else { 0 };
+    match dtype.bits() {
+        bits if bits <= 16 => {
+            if within(I32) {
+                t
+            } else {
+                0
+            }
+        }
+        32 if dtype.is_signed_int() => {
+            if within(I32) {
+                t
+            } else {
+                i32::MIN as i128
+            }
+        }
+        32 => match () {
+            _ if x.is_nan() || x < I32.0 => 1 << 31,
+            _ if x < 4294967296.0 => t,
+            _ => 0,
+        },
+        _ if dtype.is_signed_int() => {
+            if within(I64) {
+                t
+            } else {
+                i64::MIN as i128
+            }
+        }
+        _ => match () {
+            _ if x.is_nan() || x < I64.0 => 1 << 63,
+            _ if x < 18446744073709551616.0 => t,
+            _ => 0,
+        },
+    }
+}
+
+/// Rounding of an `f64` to the precision of the float type `dtype`: the reference
+/// computes each step of an expression in the input's type, so kernels apply this
+/// after every step to give the same results (f16 and bf16 differ visibly otherwise).
+pub fn rounder(dtype: DType) -> fn(f64) -> f64 {
+    match dtype {
+        DType::F32 => |x| x as f32 as f64,
+        DType::F16 => |x| packed::F16.decode(packed::F16.encode(x, false)),
+        DType::BF16 => |x| packed::BF16.decode(packed::BF16.encode(x, false)),
+        _ => |x| x,
+    }
+}
+
+/// Rounding of a step that combines an array of `dtype` with a Python float scalar in
+/// the reference: numpy keeps f16/f32/f64 (rounding the scalar to the type), but
+/// `ml_dtypes` computes bf16 with a float scalar in f32.
+pub fn scalar_rounder(dtype: DType) -> fn(f64) -> f64 {
+    rounder(if dtype == DType::BF16 { DType::F32 } else { dtype })
 }
 
 /// `i128` results as a tensor of `dtype`, wrapping to its width (numpy's overflow).
