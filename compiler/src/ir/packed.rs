@@ -63,13 +63,15 @@ impl MiniFloat {
         (1.0 + mant as f64 / (1u64 << self.mbits) as f64) * 2f64.powi(e)
     }
 
-    fn nan_bits(&self) -> u32 {
+    /// The NaN pattern for a NaN of the given sign (as `ml_dtypes` converts it).
+    fn nan_bits(&self, negative: bool) -> u32 {
+        let sign = if negative { self.sign_bit() } else { 0 };
         match self.specials {
-            Specials::Ieee => (((1 << self.ebits) - 1) << self.mbits) | (1 << (self.mbits - 1)),
-            Specials::FiniteNanOnes => (1 << (self.ebits + self.mbits)) - 1,
+            Specials::Ieee => sign | (((1 << self.ebits) - 1) << self.mbits) | (1 << (self.mbits - 1)),
+            Specials::FiniteNanOnes => sign | ((1 << (self.ebits + self.mbits)) - 1),
             Specials::FiniteNanNegZero => self.sign_bit(),
-            // ml_dtypes maps NaN to the negative zero of float4 E2M1.
-            Specials::Finite => self.sign_bit(),
+            // float4 E2M1 has no NaN: ml_dtypes gives a zero of the opposite sign.
+            Specials::Finite => self.sign_bit() ^ sign,
         }
     }
 
@@ -105,7 +107,7 @@ impl MiniFloat {
     /// which has neither, always saturates).
     pub fn encode(&self, v: f64, saturate: bool) -> u32 {
         if v.is_nan() {
-            return self.nan_bits();
+            return self.nan_bits(v.is_sign_negative());
         }
         let sign = if v.is_sign_negative() { self.sign_bit() } else { 0 };
         let max = self.max_finite();
@@ -116,7 +118,7 @@ impl MiniFloat {
             } else if self.specials == Specials::Ieee {
                 sign | ((1 << self.ebits) - 1) << self.mbits
             } else {
-                self.nan_bits()
+                self.nan_bits(sign != 0)
             }
         };
         if a.is_infinite() {
