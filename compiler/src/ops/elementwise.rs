@@ -102,7 +102,7 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
             } else if let Some(b) = Binary::parse(ctx, name) {
                 b.map(ElementwiseOp::Binary)
             } else if let Some(c) = Compare::parse(name) {
-                Ok(ElementwiseOp::Compare(c))
+                legacy_broadcast(ctx).map(|()| ElementwiseOp::Compare(c))
             } else if let Some(v) = Variadic::parse(name) {
                 Ok(ElementwiseOp::Variadic(v))
             } else {
@@ -113,6 +113,15 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
     Some(op.map(Op::Elementwise))
 }
 
+/// Before opset 7, binary ops broadcast only with `broadcast=1`, aligning B to `axis`
+/// of A; without `axis` that is numpy's suffix alignment, which edgec applies.
+fn legacy_broadcast(ctx: &NodeCtx) -> Result<(), OpError> {
+    if ctx.opset < 7 && ctx.has_attr("axis") {
+        return Err(OpError::unsupported("legacy broadcasting with an 'axis' attribute (opset < 7)"));
+    }
+    Ok(())
+}
+
 fn cast_mode(ctx: &NodeCtx) -> Result<CastMode, OpError> {
     // Before opset 19 every cast saturated; `saturate` defaults to 1.
     let saturate = ctx.int_or("saturate", 1)? != 0;
@@ -121,11 +130,30 @@ fn cast_mode(ctx: &NodeCtx) -> Result<CastMode, OpError> {
 }
 
 fn parse_cast(ctx: &NodeCtx) -> Result<ElementwiseOp, OpError> {
+    // Before opset 6, `to` was the type's name.
+    if ctx.opset < 6 {
+        let name = ctx.required("to", ctx.string("to"))?;
+        let to = (1..=26)
+            .filter_map(DType::from_onnx)
+            .find(|d| onnx_type_name(*d) == name)
+            .ok_or_else(|| OpError::unsupported(format!("Cast to '{name}'")))?;
+        return Ok(ElementwiseOp::Cast { to, mode: cast_mode(ctx)? });
+    }
     let code = ctx.required("to", ctx.int("to"))?;
-    let to = DType::from_onnx(code as i32).ok_or_else(|| {
-        OpError::unsupported(format!("Cast to {} (edgec has no tensors of that type)", DType::onnx_code_name(code as i32)))
+    let code = i32::try_from(code).map_err(|_| OpError::invalid(format!("Cast 'to' = {code} is not a data type")))?;
+    let to = DType::from_onnx(code).ok_or_else(|| {
+        OpError::unsupported(format!("Cast to {} (edgec has no tensors of that type)", DType::onnx_code_name(code)))
     })?;
     Ok(ElementwiseOp::Cast { to, mode: cast_mode(ctx)? })
+}
+
+/// `TensorProto.DataType`'s name of a type (`FLOAT`, `INT64`, ...).
+fn onnx_type_name(d: DType) -> String {
+    match d {
+        DType::F32 => "FLOAT".into(),
+        DType::F64 => "DOUBLE".into(),
+        d => d.name().to_uppercase(),
+    }
 }
 
 fn parse_clip(ctx: &NodeCtx) -> Result<ElementwiseOp, OpError> {

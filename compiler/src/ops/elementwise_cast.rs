@@ -5,7 +5,7 @@
 
 use ndarray::ArrayD;
 
-use super::elementwise_num::{from_f64, Nums};
+use super::elementwise_num::{float_to_int, from_f64, from_i128, Nums};
 use crate::error::OpError;
 use crate::ir::packed::{self, E8M0Round};
 use crate::ir::{DType, Tensor};
@@ -32,8 +32,11 @@ pub fn cast(x: &Tensor, to: DType, mode: CastMode) -> Result<Tensor, OpError> {
     if x.dtype() == to {
         return Ok(x.clone());
     }
-    // Decoded bit patterns are exact f64 values: convert those like a float64 source.
     if let Tensor::Packed(d, _) = x {
+        if d.is_float() && (to.is_int() || to == DType::Bool) {
+            return Ok(small_float_to_int(x, *d, to));
+        }
+        // Decoded bit patterns are exact f64 values: convert those like a float64 source.
         if d.is_float() {
             return cast(&Tensor::F64(x.to_f64_array()), to, mode);
         }
@@ -58,9 +61,33 @@ pub fn cast(x: &Tensor, to: DType, mode: CastMode) -> Result<Tensor, OpError> {
 /// Integer and bool targets: integers convert exactly with wrapping, floats truncate.
 fn int_or_bool(x: &Tensor, to: DType) -> Tensor {
     match Nums::of(x) {
-        Nums::I(a) => super::elementwise_num::from_i128(to, a),
+        Nums::I(a) => from_i128(to, a),
         Nums::F(a) => from_f64(to, a),
     }
+}
+
+/// 8- and 4-bit floats to integers or bool, as `ml_dtypes` converts them: NaN gives 0;
+/// infinities saturate to the target's range (for 2/4-bit targets: `i64`'s range, then
+/// wrapped); finite values truncate toward zero and wrap. E8M0 instead converts like a
+/// numpy float (NaN still gives 0).
+fn small_float_to_int(x: &Tensor, from: DType, to: DType) -> Tensor {
+    let v = x.to_f64_array();
+    if to == DType::Bool {
+        return Tensor::Bool(v.mapv(|e| e != 0.0));
+    }
+    let (lo, hi) = match to.bits() {
+        b if b < 8 => (i64::MIN as i128, i64::MAX as i128),
+        b if to.is_signed_int() => (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1),
+        b => (0, (1i128 << b) - 1),
+    };
+    let ints = v.mapv(|e| match () {
+        _ if e.is_nan() => 0,
+        _ if from == DType::F8E8M0 && to.bits() >= 8 => float_to_int(e, to),
+        _ if e == f64::INFINITY => hi,
+        _ if e == f64::NEG_INFINITY => lo,
+        _ => e.trunc() as i128,
+    });
+    from_i128(to, ints)
 }
 
 /// The low `bits` bits of each element's integer value (numpy `astype` to the 2/4-bit

@@ -351,11 +351,7 @@ impl Binary {
             }
             _ => return None,
         };
-        // Before opset 7, `broadcast=1` with `axis` aligned B to an axis of A.
-        if ctx.opset < 7 && ctx.has_attr("axis") {
-            return Some(Err(OpError::unsupported("legacy broadcasting with an 'axis' attribute (opset < 7)")));
-        }
-        Some(Ok(op))
+        Some(super::legacy_broadcast(ctx).map(|()| op))
     }
 
     pub fn check(self, x: &TypeInfo, y: &TypeInfo) -> Result<(), OpError> {
