@@ -752,3 +752,45 @@ pub fn clip(x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Result<Tens
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i64s(t: &Tensor) -> Vec<i64> {
+        t.to_i64_vec().unwrap()
+    }
+
+    #[test]
+    fn integer_div_and_mod_follow_the_reference() {
+        let a = Tensor::from_vec(&[4], vec![-7i64, 7, -7, 7]);
+        let b = Tensor::from_vec(&[4], vec![2i64, -2, -2, 0]);
+        assert_eq!(i64s(&Binary::Div.eval(&a, &b).unwrap()), vec![-3, -3, 3, 0]);
+        assert_eq!(i64s(&Binary::Mod { fmod: false }.eval(&a, &b).unwrap()), vec![1, -1, -1, 0]);
+        assert_eq!(i64s(&Binary::Mod { fmod: true }.eval(&a, &b).unwrap()), vec![-1, 1, -1, 0]);
+    }
+
+    #[test]
+    fn integer_overflow_wraps() {
+        let a = Tensor::from_vec(&[2], vec![i8::MAX, i8::MIN]);
+        let b = Tensor::from_vec(&[2], vec![1i8, -1]);
+        assert_eq!(i64s(&Binary::Add.eval(&a, &b).unwrap()), vec![-128, 127]);
+        assert_eq!(i64s(&Unary::Neg.eval(&Tensor::from_vec(&[1], vec![i8::MIN])).unwrap()), vec![-128]);
+    }
+
+    #[test]
+    fn pow_promotion_matches_numpy() {
+        assert_eq!(pow_promote(DType::I8, DType::F16), DType::F16);
+        assert_eq!(pow_promote(DType::I16, DType::F16), DType::F32);
+        assert_eq!(pow_promote(DType::F32, DType::I64), DType::F64);
+        assert_eq!(pow_promote(DType::U64, DType::I32), DType::F64);
+        assert_eq!(pow_promote(DType::I32, DType::I64), DType::I32);
+    }
+
+    #[test]
+    fn prelu_slope_on_a_matching_axis() {
+        assert_eq!(prelu_slope_shape(&[2, 3, 4], &[3]).unwrap(), vec![1, 3, 1]);
+        assert_eq!(prelu_slope_shape(&[2, 3, 4], &[4]).unwrap(), vec![4]);
+        assert!(prelu_slope_shape(&[3, 3], &[2]).is_err());
+    }
+}

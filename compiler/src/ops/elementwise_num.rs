@@ -149,6 +149,9 @@ pub fn zip_with<A: Clone, B: Clone, R>(
     shape: &[usize],
     mut f: impl FnMut(A, B) -> Result<R, OpError>,
 ) -> Result<ArrayD<R>, OpError> {
+    if shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+        return Err(OpError::invalid(format!("shape {shape:?} has too many elements")));
+    }
     let (a, b) = (broadcast_to(a, shape)?, broadcast_to(b, shape)?);
     let v = a.iter().zip(b.iter()).map(|(x, y)| f(x.clone(), y.clone())).collect::<Result<Vec<R>, _>>()?;
     ArrayD::from_shape_vec(shape, v).map_err(|e| OpError::invalid(e.to_string()))
@@ -196,6 +199,17 @@ mod tests {
         for (x, want) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.4, 0.999311486103355), (2.6, 0.9997639655834707), (-3.0, -0.9999779095030014)] {
             assert!((erf(x) - want).abs() < 1e-14, "erf({x}) = {} want {want}", erf(x));
         }
+    }
+
+    /// numpy 2 on x86: `np.array([...], np.float64).astype(...)`.
+    #[test]
+    fn float_to_int_like_numpy() {
+        let xs = [f64::NAN, f64::INFINITY, 300.0, -1.0, 70000.0, 3e9, -3e9, 1e19];
+        let conv = |d| xs.iter().map(|&x| float_to_int(x, d)).collect::<Vec<_>>();
+        assert_eq!(conv(DType::I8), vec![0, 0, 300, -1, 70000, 0, 0, 0]);
+        assert_eq!(conv(DType::I32), vec![-1 << 31, -1 << 31, 300, -1, 70000, -1 << 31, -1 << 31, -1 << 31]);
+        assert_eq!(conv(DType::U32), vec![1 << 31, 0, 300, -1, 70000, 3_000_000_000, 1 << 31, 0]);
+        assert_eq!(conv(DType::U64), vec![1 << 63, 0, 300, -1, 70000, 3_000_000_000, -3_000_000_000, 10_000_000_000_000_000_000]);
     }
 
     #[test]
