@@ -218,7 +218,10 @@ impl Semantics for ElementwiseOp {
                 Ok(same(x))
             }
             ElementwiseOp::IsNaN | ElementwiseOp::IsInf { .. } => {
-                expect_dtype("input", x, FLOATS)?;
+                // Every float type, the 8-bit ones included (opset 20).
+                if !x.dtype.is_float() {
+                    expect_dtype("IsNaN/IsInf input", x, FLOATS)?;
+                }
                 Ok(vec![TypeInfo::new(DType::Bool, x.shape.clone())])
             }
             ElementwiseOp::Dropout(d) => {

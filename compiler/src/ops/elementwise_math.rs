@@ -715,7 +715,7 @@ pub fn select(cond: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor, OpError> 
     Ok(same!(F32, F64, F16, BF16, I8, U8, I16, U16, I32, U32, I64, U64, Bool))
 }
 
-/// `Clip`: `min(max(x, lo), hi)` like `np.clip` (NaN stays NaN); absent bounds are
+/// `Clip`: `min(max(x, lo), hi)` like `np.clip` (NaN propagates); absent bounds are
 /// unbounded. The bounds may not enlarge `x`'s shape.
 pub fn clip(x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Result<Tensor, OpError> {
     let shape = x.shape().to_vec();
@@ -741,7 +741,7 @@ pub fn clip(x: &Tensor, lo: Option<&Tensor>, hi: Option<&Tensor>) -> Result<Tens
                 if let Some(b) = b.map(|b| Nums::of(b).into_f64()) {
                     a = zip_with(&a, &b, &shape, |v, b| {
                         Ok(match () {
-                            _ if v.is_nan() => v,
+                            _ if v.is_nan() || b.is_nan() => f64::NAN,
                             _ if is_lo => v.max(b),
                             _ => v.min(b),
                         })
