@@ -224,7 +224,9 @@ impl ShapeOp {
             }
             ShapeOp::Expand => {
                 let target = to_dims(&v.req_ints(1, "shape")?, "Expand shape")?;
-                same(broadcast_shapes(&x.shape, &target)?)
+                let shape = broadcast_shapes(&x.shape, &target)?;
+                numel(&shape)?;
+                same(shape)
             }
             ShapeOp::Tile => {
                 let reps = to_dims(&v.req_ints(1, "repeats")?, "Tile repeats")?;
@@ -733,8 +735,11 @@ fn eval_trilu(v: &Evaluated, upper: bool) -> Result<Vec<Tensor>, OpError> {
         Some(k) if k.len() == 1 => k[0],
         Some(k) => return Err(OpError::invalid(format!("Trilu k must be a scalar, got {k:?}"))),
     };
-    let (buf, fill_at) = with_fill(x, &scalar_of(x.dtype(), 0.0))?;
     let r = x.rank();
+    if r < 2 {
+        return Err(OpError::invalid("Trilu needs rank 2 or more"));
+    }
+    let (buf, fill_at) = with_fill(x, &scalar_of(x.dtype(), 0.0))?;
     let st = strides(x.shape());
     let map = index_map(x.shape(), |i| {
         let diag = i[r - 1] as i64 - i[r - 2] as i64;
