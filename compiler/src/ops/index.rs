@@ -110,7 +110,7 @@ impl Semantics for IndexOp {
             }
             IndexOp::OneHot { axis } => eval_one_hot(&v, *axis)?,
             IndexOp::Compress { axis } => {
-                let (shape, a, picked) = compress_plan(&v, *axis)?;
+                let CompressPlan { shape, axis: a, picked } = compress_plan(&v, *axis)?;
                 let src = if a.is_some() { x.clone() } else { x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Compress"))? };
                 let a = a.unwrap_or(0);
                 let st = strides(src.shape());
@@ -184,7 +184,7 @@ impl IndexOp {
                 shape.insert(a, depth);
                 Ok(vec![TypeInfo::new(values.dtype, shape)])
             }
-            IndexOp::Compress { axis } => same(compress_plan(v, *axis)?.0),
+            IndexOp::Compress { axis } => same(compress_plan(v, *axis)?.shape),
             IndexOp::ReverseSequence { batch_axis, time_axis } => {
                 reverse_axes(x.rank(), *batch_axis, *time_axis)?;
                 Ok(vec![x])
@@ -543,8 +543,15 @@ fn eval_one_hot(v: &Evaluated, axis: i64) -> Result<Tensor, OpError> {
     take(values, &map, &shape)
 }
 
-/// Compress's output shape, axis (`None`: flattened input) and picked positions.
-fn compress_plan(v: &dyn Values, axis: Option<i64>) -> Result<(Vec<usize>, Option<usize>, Vec<usize>), OpError> {
+/// What Compress keeps: positions `picked` along `axis` (`None`: of the flattened
+/// input), giving `shape`.
+struct CompressPlan {
+    shape: Vec<usize>,
+    axis: Option<usize>,
+    picked: Vec<usize>,
+}
+
+fn compress_plan(v: &dyn Values, axis: Option<i64>) -> Result<CompressPlan, OpError> {
     let x = v.req(0)?;
     let cond = v.req_ints(1, "condition")?;
     let (dim, a) = match axis {
@@ -566,7 +573,7 @@ fn compress_plan(v: &dyn Values, axis: Option<i64>) -> Result<(Vec<usize>, Optio
         }
         None => vec![picked.len()],
     };
-    Ok((shape, a, picked))
+    Ok(CompressPlan { shape, axis: a, picked })
 }
 
 fn eval_nonzero(x: &Tensor) -> Result<Tensor, OpError> {
@@ -672,7 +679,7 @@ fn eval_unique(x: &Tensor, sorted: bool, axis: Option<i64>) -> Result<Vec<Tensor
         None => (None, x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Unique"))?),
     };
     let n_items = moved.shape().first().copied().unwrap_or(1);
-    let row = if n_items == 0 { 0 } else { moved.len() / n_items };
+    let row = moved.len().checked_div(n_items).unwrap_or(0);
     let k = keys(&moved);
     let item = |i: usize| &k[i * row..(i + 1) * row];
     let cmp = |i: usize, j: usize| item(i).iter().zip(item(j)).map(|(p, q)| p.order(q)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal);

@@ -121,7 +121,7 @@ impl Semantics for ShapeOp {
         let x = v.req_value(0, "input")?;
         match self {
             ShapeOp::Shape { .. } | ShapeOp::Size => {
-                self.value_from_types(&[Some(x.type_info())]).ok_or_else(|| OpError::invalid("bad input"))
+                self.value_from_types(&[Some(x.type_info())]).ok_or_else(|| OpError::invalid("the input has too many elements"))
             }
             ShapeOp::Identity => Ok(vec![x.clone()]),
             ShapeOp::Reshape { .. } | ShapeOp::Flatten { .. } | ShapeOp::Squeeze { .. } | ShapeOp::Unsqueeze { .. } => {
