@@ -19,7 +19,7 @@ pub(crate) mod layout;
 
 use layout::{
     index_map, join, numel, offset, same_dtype, scalar_of, strides, take, to_dims, with_fill,
-    Evaluated, IntsArg, Values,
+    Evaluated, IntsArg, TypesOnly, Values,
 };
 
 /// How `Pad` fills the new border.
@@ -151,15 +151,26 @@ impl Semantics for ShapeOp {
         }
     }
 
+    /// Ops that keep the elements in order are the identity when their output type,
+    /// decided by the input types and attributes alone, is the input's type.
     fn passthrough(&self, inputs: &[Option<TypeInfo>]) -> Option<usize> {
-        let rank = inputs.first()?.as_ref()?.rank();
-        match self {
-            ShapeOp::Identity => Some(0),
-            ShapeOp::Concat { .. } if inputs.len() == 1 => Some(0),
-            ShapeOp::Transpose { perm: None } if rank <= 1 => Some(0),
-            ShapeOp::Transpose { perm: Some(p) } if p.iter().enumerate().all(|(i, &a)| a == i as i64) => Some(0),
-            _ => None,
-        }
+        let x = inputs.first()?.as_ref()?;
+        let keeps_order = match self {
+            ShapeOp::Identity
+            | ShapeOp::Reshape { .. }
+            | ShapeOp::Flatten { .. }
+            | ShapeOp::Squeeze { .. }
+            | ShapeOp::Unsqueeze { .. }
+            | ShapeOp::Expand
+            | ShapeOp::Tile
+            | ShapeOp::CenterCropPad { .. } => true,
+            ShapeOp::Concat { .. } => inputs.len() == 1,
+            ShapeOp::Split { n_outputs, .. } => *n_outputs == 1,
+            ShapeOp::Transpose { perm } => permutation(perm.as_deref(), x.rank()).ok()?.iter().enumerate().all(|(i, &a)| a == i),
+            _ => false,
+        };
+        let out = self.types(&TypesOnly(inputs)).ok()?;
+        (keeps_order && out.len() == 1 && out[0] == *x).then_some(0)
     }
 
     fn value_from_types(&self, inputs: &[Option<TypeInfo>]) -> Option<Vec<Tensor>> {

@@ -77,6 +77,25 @@ impl Values for Evaluated<'_, '_> {
     }
 }
 
+/// Input types alone, as [`Semantics::passthrough`](super::Semantics::passthrough) sees
+/// them: no input value is known.
+pub struct TypesOnly<'a>(pub &'a [Option<TypeInfo>]);
+
+impl Values for TypesOnly<'_> {
+    fn ty(&self, i: usize) -> Option<TypeInfo> {
+        self.0.get(i).cloned().flatten()
+    }
+    fn ints(&self, i: usize, what: &str) -> Result<Option<Vec<i64>>, OpError> {
+        match self.ty(i) {
+            None => Ok(None),
+            Some(_) => Err(OpError::DataDependent(format!("input {i} ({what})"))),
+        }
+    }
+    fn value(&self, _i: usize) -> Option<&Tensor> {
+        None
+    }
+}
+
 /// Integers that come from an attribute in old opsets and from an input in newer ones.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IntsArg {
