@@ -277,6 +277,9 @@ fn eval_gather(x: &Tensor, ind: &Tensor, axis: i64) -> Result<Tensor, OpError> {
 
 fn eval_gather_elements(x: &Tensor, ind: &Tensor, axis: i64) -> Result<Tensor, OpError> {
     let a = norm_axis(axis, x.rank())?;
+    if ind.rank() != x.rank() {
+        return Err(OpError::invalid("GatherElements: indices and data differ in rank"));
+    }
     let idx = indices(ind, x.shape()[a], "GatherElements index")?;
     let st = strides(x.shape());
     let mut k = 0;
@@ -405,7 +408,7 @@ fn tensor_scatter_axis(cache: &[usize], update: &[usize], axis: i64) -> Result<u
 
 fn tensor_scatter_pairs(cache: &Tensor, update: &Tensor, write: Option<Vec<i64>>, axis: i64, circular: bool) -> Result<Pairs, OpError> {
     let a = tensor_scatter_axis(cache.shape(), update.shape(), axis)?;
-    let max_len = cache.shape()[a] as i64;
+    let max_len = cache.shape()[a] as i128;
     let write = write.unwrap_or_else(|| vec![0; cache.shape()[0]]);
     if write.len() != cache.shape()[0] {
         return Err(OpError::invalid("TensorScatter: one write index per batch entry"));
@@ -413,7 +416,7 @@ fn tensor_scatter_pairs(cache: &Tensor, update: &Tensor, write: Option<Vec<i64>>
     let st = strides(cache.shape());
     let mut pairs = Vec::with_capacity(update.len());
     for_each_index(update.shape(), |o| {
-        let mut pos = write[o[0]] + o[a] as i64;
+        let mut pos = write[o[0]] as i128 + o[a] as i128;
         if circular {
             pos = pos.rem_euclid(max_len.max(1));
         }

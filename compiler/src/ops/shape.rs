@@ -144,8 +144,8 @@ impl Semantics for ShapeOp {
             }
             ShapeOp::EyeLike { k, .. } => eval_eye_like(&self.one_type(&v)?, *k),
             ShapeOp::Range => eval_range(&v),
-            ShapeOp::DepthToSpace { block, crd } => eval_depth_to_space(x, *block, *crd),
-            ShapeOp::SpaceToDepth { block } => eval_space_to_depth(x, *block),
+            ShapeOp::DepthToSpace { block, crd } => eval_depth_to_space(x, &self.one_type(&v)?.shape, *block, *crd),
+            ShapeOp::SpaceToDepth { block } => eval_space_to_depth(x, &self.one_type(&v)?.shape, *block),
             ShapeOp::Trilu { upper } => eval_trilu(&v, *upper),
             ShapeOp::BitCast { to } => Ok(vec![bitcast(x, *to)?]),
         }
@@ -248,11 +248,7 @@ impl ShapeOp {
             }
             ShapeOp::Pad { pads, axes, .. } => {
                 let (before, after) = pad_amounts(v, &x.shape, pads, axes)?;
-                let shape = (0..x.rank())
-                    .map(|i| usize::try_from(x.shape[i] as i64 + before[i] + after[i]))
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| OpError::invalid("Pad crops more than the input has"))?;
-                same(shape)
+                same((0..x.rank()).map(|i| padded_dim(x.shape[i], before[i], after[i])).collect::<Result<_, _>>()?)
             }
             ShapeOp::CenterCropPad { axes } => {
                 let target = to_dims(&v.req_ints(1, "shape")?, "CenterCropPad shape")?;
@@ -282,18 +278,19 @@ impl ShapeOp {
             }
             ShapeOp::DepthToSpace { block, .. } => {
                 let [n, c, h, w] = dims4(&x, "DepthToSpace")?;
-                let bb = block * block;
-                if c % bb != 0 {
-                    return Err(OpError::invalid(format!("DepthToSpace: {c} channels are not divisible by {bb}")));
-                }
-                same(vec![n, c / bb, h * block, w * block])
+                let bb = block.checked_mul(*block).filter(|bb| c % bb == 0);
+                let (Some(bb), Some(oh), Some(ow)) = (bb, h.checked_mul(*block), w.checked_mul(*block)) else {
+                    return Err(OpError::invalid(format!("DepthToSpace: blocksize {block} does not fit {x}")));
+                };
+                same(vec![n, c / bb, oh, ow])
             }
             ShapeOp::SpaceToDepth { block } => {
                 let [n, c, h, w] = dims4(&x, "SpaceToDepth")?;
-                if h % block != 0 || w % block != 0 {
-                    return Err(OpError::invalid(format!("SpaceToDepth: {h}x{w} is not divisible by {block}")));
+                let oc = block.checked_mul(*block).and_then(|bb| bb.checked_mul(c));
+                match oc {
+                    Some(oc) if h % block == 0 && w % block == 0 => same(vec![n, oc, h / block, w / block]),
+                    _ => Err(OpError::invalid(format!("SpaceToDepth: blocksize {block} does not fit {x}"))),
                 }
-                same(vec![n, c * block * block, h / block, w / block])
             }
             ShapeOp::Trilu { .. } => {
                 if x.rank() < 2 {
@@ -561,10 +558,16 @@ fn pad_amounts(v: &dyn Values, shape: &[usize], pads: &IntsArg, axes: &IntsArg) 
     Ok((before, after))
 }
 
+/// An axis of `n` padded by `before` and `after` (negative: cropped).
+fn padded_dim(n: usize, before: i64, after: i64) -> Result<usize, OpError> {
+    usize::try_from(n as i128 + before as i128 + after as i128)
+        .map_err(|_| OpError::invalid(format!("Pad by {before} and {after} does not fit an axis of {n}")))
+}
+
 /// The input coordinate an output coordinate reads (`i` = output coordinate minus the
 /// leading pad), `None` for the constant.
-fn pad_source(mode: PadMode, i: i64, n: usize) -> Result<Option<usize>, OpError> {
-    let n = n as i64;
+fn pad_source(mode: PadMode, i: i128, n: usize) -> Result<Option<usize>, OpError> {
+    let n = n as i128;
     if (0..n).contains(&i) {
         return Ok(Some(i as usize));
     }
@@ -623,8 +626,8 @@ fn eval_pad(v: &Evaluated, mode: PadMode, pads: &IntsArg, value: &PadValue, axes
     };
     let mut tables = Vec::with_capacity(x.rank());
     for (a, &n) in x.shape().iter().enumerate() {
-        let len = n as i64 + before[a] + after[a];
-        let table = (0..len.max(0)).map(|o| pad_source(mode, o - before[a], n)).collect::<Result<_, _>>()?;
+        let len = padded_dim(n, before[a], after[a])?;
+        let table = (0..len).map(|o| pad_source(mode, o as i128 - before[a] as i128, n)).collect::<Result<_, _>>()?;
         tables.push(table);
     }
     Ok(vec![take_by_axes(x, &tables, &fill)?])
@@ -783,30 +786,27 @@ fn dims4(x: &TypeInfo, op: &str) -> Result<[usize; 4], OpError> {
 
 /// Output (n, c, y, x) reads input channel `(i*b + j)*C + c` (DCR) or `c*b*b + i*b + j`
 /// (CRD) at (y / b, x / b), where i, j = y % b, x % b.
-fn eval_depth_to_space(x: &Tensor, b: usize, crd: bool) -> Result<Vec<Tensor>, OpError> {
-    let [n, c, h, w] = dims4(&x.type_info(), "DepthToSpace")?;
-    let oc = c / (b * b);
-    let shape = [n, oc, h * b, w * b];
+fn eval_depth_to_space(x: &Tensor, shape: &[usize], b: usize, crd: bool) -> Result<Vec<Tensor>, OpError> {
+    let oc = shape[1];
     let st = strides(x.shape());
-    let map = index_map(&shape, |o| {
+    let map = index_map(shape, |o| {
         let (i, j) = (o[2] % b, o[3] % b);
         let ch = if crd { o[1] * b * b + i * b + j } else { (i * b + j) * oc + o[1] };
         Ok(offset(&[o[0], ch, o[2] / b, o[3] / b], &st))
     })?;
-    Ok(vec![take(x, &map, &shape)?])
+    Ok(vec![take(x, &map, shape)?])
 }
 
 /// The inverse of DCR DepthToSpace: output channel `(i*b + j)*C + c` at (y, x) is input
 /// channel c at (y*b + i, x*b + j).
-fn eval_space_to_depth(x: &Tensor, b: usize) -> Result<Vec<Tensor>, OpError> {
-    let [n, c, h, w] = dims4(&x.type_info(), "SpaceToDepth")?;
-    let shape = [n, c * b * b, h / b, w / b];
+fn eval_space_to_depth(x: &Tensor, shape: &[usize], b: usize) -> Result<Vec<Tensor>, OpError> {
+    let c = x.shape()[1];
     let st = strides(x.shape());
-    let map = index_map(&shape, |o| {
+    let map = index_map(shape, |o| {
         let (blk, ch) = (o[1] / c, o[1] % c);
         Ok(offset(&[o[0], ch, o[2] * b + blk / b, o[3] * b + blk % b], &st))
     })?;
-    Ok(vec![take(x, &map, &shape)?])
+    Ok(vec![take(x, &map, shape)?])
 }
 
 // ---------------------------------------------------------------------------------
@@ -868,6 +868,10 @@ fn bitcast(x: &Tensor, to: DType) -> Result<Tensor, OpError> {
         ),
     })
 }
+
+#[cfg(test)]
+#[path = "shape_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
