@@ -25,6 +25,8 @@ fn pool() -> Vec<Option<Tensor>> {
         Some(Tensor::from_vec(&[3], vec![true, false, true])),
         Some(Tensor::from_vec(&[2, 2], vec![0i32, 1, 1, 0])),
         Some(Tensor::from_vec(&[2, 3, 2], (0..12u8).collect())),
+        Some(Tensor::from_vec(&[1, 4, 2, 2], (0..16).map(|v| v as f32).collect())),
+        Some(Tensor::from_vec(&[2, 2], vec![0i64, 1, -1, 0])),
     ]
 }
 
@@ -67,7 +69,8 @@ fn ops() -> Vec<(String, Box<dyn Semantics>, usize)> {
         s(ShapeOp::SpaceToDepth { block: 2 }, 1),
         s(ShapeOp::Trilu { upper: false }, 2),
         s(ShapeOp::BitCast { to: DType::I32 }, 1),
-        i(IndexOp::Slice { starts: Input(1), ends: Input(2), axes: Input(3), steps: IntsArg::Attr(Some(vec![-1])) }, 3),
+        i(IndexOp::Slice { starts: Input(1), ends: Input(2), axes: Input(3), steps: Input(4) }, 4),
+        s(ShapeOp::Pad { mode: PadMode::Edge, pads: Input(1), value: PadValue::Input(2), axes: Input(3) }, 4),
         i(IndexOp::Gather { axis: 1 }, 2),
         i(IndexOp::GatherElements { axis: -1 }, 2),
         i(IndexOp::GatherND { batch_dims: 1 }, 2),
