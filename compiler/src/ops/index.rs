@@ -33,20 +33,49 @@ pub enum Reduction {
 #[derive(Clone, Debug)]
 pub enum IndexOp {
     /// starts/ends/axes as attributes in opsets 1-9, inputs 1-4 (with steps) from 10.
-    Slice { starts: IntsArg, ends: IntsArg, axes: IntsArg, steps: IntsArg },
-    Gather { axis: i64 },
-    GatherElements { axis: i64 },
-    GatherND { batch_dims: usize },
+    Slice {
+        starts: IntsArg,
+        ends: IntsArg,
+        axes: IntsArg,
+        steps: IntsArg,
+    },
+    Gather {
+        axis: i64,
+    },
+    GatherElements {
+        axis: i64,
+    },
+    GatherND {
+        batch_dims: usize,
+    },
     /// Also the old `Scatter` (opsets 9-10), which has no reduction.
-    ScatterElements { axis: i64, reduction: Reduction },
-    ScatterND { reduction: Reduction },
-    OneHot { axis: i64 },
+    ScatterElements {
+        axis: i64,
+        reduction: Reduction,
+    },
+    ScatterND {
+        reduction: Reduction,
+    },
+    OneHot {
+        axis: i64,
+    },
     /// No axis: the input is flattened first.
-    Compress { axis: Option<i64> },
+    Compress {
+        axis: Option<i64>,
+    },
     NonZero,
-    ReverseSequence { batch_axis: i64, time_axis: i64 },
-    Unique { sorted: bool, axis: Option<i64> },
-    TensorScatter { circular: bool, axis: i64 },
+    ReverseSequence {
+        batch_axis: i64,
+        time_axis: i64,
+    },
+    Unique {
+        sorted: bool,
+        axis: Option<i64>,
+    },
+    TensorScatter {
+        circular: bool,
+        axis: i64,
+    },
 }
 
 /// `Some` when this family knows `ctx.op_type` in `ctx.domain`.
@@ -93,7 +122,11 @@ impl Semantics for IndexOp {
                 let shape: Vec<usize> = plan.iter().map(|p| p.len).collect();
                 let st = strides(x.shape());
                 let map = index_map(&shape, |o| {
-                    Ok(o.iter().zip(&plan).zip(&st).map(|((&k, p), s)| (p.start + k as i64 * p.step) as usize * s).sum())
+                    Ok(o.iter()
+                        .zip(&plan)
+                        .zip(&st)
+                        .map(|((&k, p), s)| (p.start + k as i64 * p.step) as usize * s)
+                        .sum())
                 })?;
                 take(x, &map, &shape)?
             }
@@ -111,7 +144,11 @@ impl Semantics for IndexOp {
             IndexOp::OneHot { axis } => eval_one_hot(&v, *axis)?,
             IndexOp::Compress { axis } => {
                 let CompressPlan { shape, axis: a, picked } = compress_plan(&v, *axis)?;
-                let src = if a.is_some() { x.clone() } else { x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Compress"))? };
+                let src = if a.is_some() {
+                    x.clone()
+                } else {
+                    x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Compress"))?
+                };
                 let a = a.unwrap_or(0);
                 let st = strides(src.shape());
                 let map = index_map(&shape, |o| {
@@ -169,7 +206,8 @@ impl IndexOp {
             }
             IndexOp::ScatterND { .. } => {
                 let (ind, upd) = (v.req(1)?, v.req(2)?);
-                let k = *ind.shape.last().ok_or_else(|| OpError::invalid("ScatterND indices must have rank 1 or more"))?;
+                let k =
+                    *ind.shape.last().ok_or_else(|| OpError::invalid("ScatterND indices must have rank 1 or more"))?;
                 let want = [&ind.shape[..ind.rank() - 1], x.shape.get(k..).unwrap_or(&[])].concat();
                 if k > x.rank() || upd.shape != want || upd.dtype != x.dtype {
                     return Err(OpError::invalid(format!("ScatterND: data {x}, indices {ind}, updates {upd}")));
@@ -210,9 +248,19 @@ fn indices(t: &Tensor, dim: usize, what: &str) -> Result<Vec<usize>, OpError> {
 fn parse_slice(ctx: &NodeCtx) -> Result<IndexOp, OpError> {
     if ctx.opset < 10 {
         let req = |name| ctx.required(name, ctx.ints(name)).map(|v| IntsArg::Attr(Some(v)));
-        return Ok(IndexOp::Slice { starts: req("starts")?, ends: req("ends")?, axes: attr_or_input(ctx, "axes", 10, 3)?, steps: IntsArg::Attr(None) });
+        return Ok(IndexOp::Slice {
+            starts: req("starts")?,
+            ends: req("ends")?,
+            axes: attr_or_input(ctx, "axes", 10, 3)?,
+            steps: IntsArg::Attr(None),
+        });
     }
-    Ok(IndexOp::Slice { starts: IntsArg::Input(1), ends: IntsArg::Input(2), axes: IntsArg::Input(3), steps: IntsArg::Input(4) })
+    Ok(IndexOp::Slice {
+        starts: IntsArg::Input(1),
+        ends: IntsArg::Input(2),
+        axes: IntsArg::Input(3),
+        steps: IntsArg::Input(4),
+    })
 }
 
 /// One axis of a slice: `len` elements from `start`, `step` apart.
@@ -250,7 +298,9 @@ fn slice_plan(v: &dyn Values, shape: &[usize], args: [&IntsArg; 4]) -> Result<Ve
     };
     let steps = steps.get(v, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-        return Err(OpError::invalid(format!("Slice: starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length")));
+        return Err(OpError::invalid(format!(
+            "Slice: starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length"
+        )));
     }
     let mut plan: Vec<AxisSlice> = shape.iter().map(|&n| AxisSlice { start: 0, step: 1, len: n }).collect();
     for (k, &a) in axes.iter().enumerate() {
@@ -297,7 +347,8 @@ fn eval_gather_elements(x: &Tensor, ind: &Tensor, axis: i64) -> Result<Tensor, O
 
 fn parse_gather_nd(ctx: &NodeCtx) -> Result<IndexOp, OpError> {
     let b = ctx.int_or("batch_dims", 0)?;
-    let batch_dims = usize::try_from(b).map_err(|_| OpError::invalid(format!("GatherND batch_dims {b} is negative")))?;
+    let batch_dims =
+        usize::try_from(b).map_err(|_| OpError::invalid(format!("GatherND batch_dims {b} is negative")))?;
     Ok(IndexOp::GatherND { batch_dims })
 }
 
@@ -339,7 +390,11 @@ fn parse_scatter(ctx: &NodeCtx, elements: bool) -> Result<IndexOp, OpError> {
         "min" => Reduction::Min,
         r => return Err(OpError::unsupported(format!("scatter reduction '{r}'"))),
     };
-    Ok(if elements { IndexOp::ScatterElements { axis: ctx.int_or("axis", 0)?, reduction } } else { IndexOp::ScatterND { reduction } })
+    Ok(if elements {
+        IndexOp::ScatterElements { axis: ctx.int_or("axis", 0)?, reduction }
+    } else {
+        IndexOp::ScatterND { reduction }
+    })
 }
 
 /// (flat destination in data, flat position in updates) for each update, in order.
@@ -348,7 +403,9 @@ type Pairs = Vec<(usize, usize)>;
 fn scatter_elements_pairs(x: &Tensor, ind: &Tensor, upd: &Tensor, axis: i64) -> Result<Pairs, OpError> {
     let a = norm_axis(axis, x.rank())?;
     if ind.shape() != upd.shape() || ind.rank() != x.rank() {
-        return Err(OpError::invalid("ScatterElements: indices and updates must have the data's rank and equal shapes"));
+        return Err(OpError::invalid(
+            "ScatterElements: indices and updates must have the data's rank and equal shapes",
+        ));
     }
     let idx = indices(ind, x.shape()[a], "ScatterElements index")?;
     let st = strides(x.shape());
@@ -369,7 +426,12 @@ fn scatter_nd_pairs(x: &Tensor, ind: &Tensor, upd: &Tensor) -> Result<Pairs, OpE
     let k = *ind.shape().last().ok_or_else(|| OpError::invalid("ScatterND indices must have rank 1 or more"))?;
     let q = ind.rank() - 1;
     if k > x.rank() || upd.shape() != [&ind.shape()[..q], &x.shape()[k..]].concat() {
-        return Err(OpError::invalid(format!("ScatterND: data {:?}, indices {:?}, updates {:?}", x.shape(), ind.shape(), upd.shape())));
+        return Err(OpError::invalid(format!(
+            "ScatterND: data {:?}, indices {:?}, updates {:?}",
+            x.shape(),
+            ind.shape(),
+            upd.shape()
+        )));
     }
     let raw = ind.to_i64_vec().ok_or_else(|| OpError::invalid("ScatterND indices must be integers"))?;
     let st = strides(x.shape());
@@ -399,14 +461,24 @@ fn parse_tensor_scatter(ctx: &NodeCtx) -> Result<IndexOp, OpError> {
 /// cache only there, and be no longer.
 fn tensor_scatter_axis(cache: &[usize], update: &[usize], axis: i64) -> Result<usize, OpError> {
     let a = norm_axis(axis, cache.len())?;
-    let fits = a > 0 && cache.len() == update.len() && (0..cache.len()).all(|i| if i == a { update[i] <= cache[i] } else { update[i] == cache[i] });
+    let fits = a > 0
+        && cache.len() == update.len()
+        && (0..cache.len()).all(|i| if i == a { update[i] <= cache[i] } else { update[i] == cache[i] });
     if !fits {
-        return Err(OpError::invalid(format!("TensorScatter: update {update:?} does not fit cache {cache:?} on axis {axis}")));
+        return Err(OpError::invalid(format!(
+            "TensorScatter: update {update:?} does not fit cache {cache:?} on axis {axis}"
+        )));
     }
     Ok(a)
 }
 
-fn tensor_scatter_pairs(cache: &Tensor, update: &Tensor, write: Option<Vec<i64>>, axis: i64, circular: bool) -> Result<Pairs, OpError> {
+fn tensor_scatter_pairs(
+    cache: &Tensor,
+    update: &Tensor,
+    write: Option<Vec<i64>>,
+    axis: i64,
+    circular: bool,
+) -> Result<Pairs, OpError> {
     let a = tensor_scatter_axis(cache.shape(), update.shape(), axis)?;
     let max_len = cache.shape()[a] as i128;
     let write = write.unwrap_or_else(|| vec![0; cache.shape()[0]]);
@@ -466,7 +538,12 @@ impl Combine for bool {
     }
 }
 
-fn reduce_into<T: Combine>(data: &ArrayD<T>, upd: &ArrayD<T>, pairs: &[(usize, usize)], r: Reduction) -> Result<ArrayD<T>, OpError> {
+fn reduce_into<T: Combine>(
+    data: &ArrayD<T>,
+    upd: &ArrayD<T>,
+    pairs: &[(usize, usize)],
+    r: Reduction,
+) -> Result<ArrayD<T>, OpError> {
     let mut out = data.clone();
     let u: Vec<T> = upd.iter().copied().collect();
     let flat = out.as_slice_mut().ok_or_else(|| OpError::invalid("scatter on a non-contiguous array"))?;
@@ -479,8 +556,20 @@ fn reduce_into<T: Combine>(data: &ArrayD<T>, upd: &ArrayD<T>, pairs: &[(usize, u
             Reduction::None => new,
             Reduction::Add => old.add(new),
             Reduction::Mul => old.mul(new),
-            Reduction::Max => if new > old { new } else { old },
-            Reduction::Min => if new < old { new } else { old },
+            Reduction::Max => {
+                if new > old {
+                    new
+                } else {
+                    old
+                }
+            }
+            Reduction::Min => {
+                if new < old {
+                    new
+                } else {
+                    old
+                }
+            }
         };
     }
     Ok(out)
@@ -603,7 +692,9 @@ fn parse_reverse_sequence(ctx: &NodeCtx) -> Result<IndexOp, OpError> {
 fn reverse_axes(rank: usize, batch_axis: i64, time_axis: i64) -> Result<(usize, usize), OpError> {
     let (b, t) = (norm_axis(batch_axis, rank)?, norm_axis(time_axis, rank)?);
     if rank < 2 || b == t || b > 1 || t > 1 {
-        return Err(OpError::invalid(format!("ReverseSequence: batch_axis {batch_axis} and time_axis {time_axis} must be 0 and 1")));
+        return Err(OpError::invalid(format!(
+            "ReverseSequence: batch_axis {batch_axis} and time_axis {time_axis} must be 0 and 1"
+        )));
     }
     Ok((b, t))
 }
@@ -685,7 +776,9 @@ fn eval_unique(x: &Tensor, sorted: bool, axis: Option<i64>) -> Result<Vec<Tensor
     let row = moved.len().checked_div(n_items).unwrap_or(0);
     let k = keys(&moved);
     let item = |i: usize| &k[i * row..(i + 1) * row];
-    let cmp = |i: usize, j: usize| item(i).iter().zip(item(j)).map(|(p, q)| p.order(q)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal);
+    let cmp = |i: usize, j: usize| {
+        item(i).iter().zip(item(j)).map(|(p, q)| p.order(q)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+    };
 
     // Stable sort, so the first item of each run of equals is its first occurrence.
     let mut order: Vec<usize> = (0..n_items).collect();

@@ -18,8 +18,8 @@ use crate::ir::{DType, Tensor, TypeInfo};
 pub(crate) mod layout;
 
 use layout::{
-    index_map, join, numel, offset, same_dtype, scalar_of, strides, take, to_dims, with_fill,
-    Evaluated, IntsArg, TypesOnly, Values,
+    index_map, join, numel, offset, same_dtype, scalar_of, strides, take, to_dims, with_fill, Evaluated, IntsArg,
+    TypesOnly, Values,
 };
 
 /// How `Pad` fills the new border.
@@ -43,35 +43,77 @@ pub enum PadValue {
 #[derive(Clone, Debug)]
 pub enum ShapeOp {
     /// The input's dims `[start, end)` (start/end attributes since opset 15).
-    Shape { start: i64, end: Option<i64> },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
     Size,
     Identity,
     /// `shape`: attribute in opset 1-4, input 1 after. `allowzero` (opset 14): a 0 in
     /// the shape is a real zero instead of "copy the input dim".
-    Reshape { shape: IntsArg, allowzero: bool },
-    Flatten { axis: i64 },
+    Reshape {
+        shape: IntsArg,
+        allowzero: bool,
+    },
+    Flatten {
+        axis: i64,
+    },
     /// `axes`: attribute before opset 13, optional input 1 after; none = all 1-dims.
-    Squeeze { axes: IntsArg },
-    Unsqueeze { axes: IntsArg },
+    Squeeze {
+        axes: IntsArg,
+    },
+    Unsqueeze {
+        axes: IntsArg,
+    },
     /// `perm`: none reverses the axes.
-    Transpose { perm: Option<Vec<i64>> },
-    Concat { axis: i64 },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    Concat {
+        axis: i64,
+    },
     /// `split`: attribute before opset 13, input 1 after; `num_outputs` since opset 18.
-    Split { axis: i64, split: IntsArg, num_outputs: Option<usize>, n_outputs: usize },
+    Split {
+        axis: i64,
+        split: IntsArg,
+        num_outputs: Option<usize>,
+        n_outputs: usize,
+    },
     Expand,
     Tile,
     /// `pads`/`axes`: attributes before opset 11, inputs 1 and 3 after.
-    Pad { mode: PadMode, pads: IntsArg, value: PadValue, axes: IntsArg },
-    CenterCropPad { axes: Option<Vec<i64>> },
+    Pad {
+        mode: PadMode,
+        pads: IntsArg,
+        value: PadValue,
+        axes: IntsArg,
+    },
+    CenterCropPad {
+        axes: Option<Vec<i64>>,
+    },
     /// `value`: a one-element tensor whose type and value fill the output.
-    ConstantOfShape { value: Arc<Tensor> },
-    EyeLike { k: i64, dtype: Option<DType> },
+    ConstantOfShape {
+        value: Arc<Tensor>,
+    },
+    EyeLike {
+        k: i64,
+        dtype: Option<DType>,
+    },
     Range,
     /// `crd`: the CRD mode instead of the default DCR.
-    DepthToSpace { block: usize, crd: bool },
-    SpaceToDepth { block: usize },
-    Trilu { upper: bool },
-    BitCast { to: DType },
+    DepthToSpace {
+        block: usize,
+        crd: bool,
+    },
+    SpaceToDepth {
+        block: usize,
+    },
+    Trilu {
+        upper: bool,
+    },
+    BitCast {
+        to: DType,
+    },
 }
 
 /// `Some` when this family knows `ctx.op_type` in `ctx.domain`.
@@ -120,9 +162,9 @@ impl Semantics for ShapeOp {
         let v = Evaluated(inputs);
         let x = v.req_value(0, "input")?;
         match self {
-            ShapeOp::Shape { .. } | ShapeOp::Size => {
-                self.value_from_types(&[Some(x.type_info())]).ok_or_else(|| OpError::invalid("the input has too many elements"))
-            }
+            ShapeOp::Shape { .. } | ShapeOp::Size => self
+                .value_from_types(&[Some(x.type_info())])
+                .ok_or_else(|| OpError::invalid("the input has too many elements")),
             ShapeOp::Identity => Ok(vec![x.clone()]),
             ShapeOp::Reshape { .. } | ShapeOp::Flatten { .. } | ShapeOp::Squeeze { .. } | ShapeOp::Unsqueeze { .. } => {
                 let ty = self.one_type(&v)?;
@@ -166,7 +208,9 @@ impl Semantics for ShapeOp {
             | ShapeOp::CenterCropPad { .. } => true,
             ShapeOp::Concat { .. } => inputs.len() == 1,
             ShapeOp::Split { n_outputs, .. } => *n_outputs == 1,
-            ShapeOp::Transpose { perm } => permutation(perm.as_deref(), x.rank()).ok()?.iter().enumerate().all(|(i, &a)| a == i),
+            ShapeOp::Transpose { perm } => {
+                permutation(perm.as_deref(), x.rank()).ok()?.iter().enumerate().all(|(i, &a)| a == i)
+            }
             _ => false,
         };
         let out = self.types(&TypesOnly(inputs)).ok()?;
@@ -244,7 +288,14 @@ impl ShapeOp {
                 if reps.len() != x.rank() {
                     return Err(OpError::invalid(format!("Tile has {} repeats for rank {}", reps.len(), x.rank())));
                 }
-                same(x.shape.iter().zip(&reps).map(|(d, r)| d.checked_mul(*r)).collect::<Option<_>>().ok_or_else(|| OpError::invalid("Tile overflows"))?)
+                same(
+                    x.shape
+                        .iter()
+                        .zip(&reps)
+                        .map(|(d, r)| d.checked_mul(*r))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| OpError::invalid("Tile overflows"))?,
+                )
             }
             ShapeOp::Pad { pads, axes, .. } => {
                 let (before, after) = pad_amounts(v, &x.shape, pads, axes)?;
@@ -334,7 +385,8 @@ fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) {
 }
 
 fn parse_reshape(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
-    let shape = if ctx.opset < 5 { IntsArg::Attr(Some(ctx.required("shape", ctx.ints("shape"))?)) } else { IntsArg::Input(1) };
+    let shape =
+        if ctx.opset < 5 { IntsArg::Attr(Some(ctx.required("shape", ctx.ints("shape"))?)) } else { IntsArg::Input(1) };
     Ok(ShapeOp::Reshape { shape, allowzero: ctx.int_or("allowzero", 0)? != 0 })
 }
 
@@ -349,9 +401,12 @@ fn reshape_dims(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<
                 infer_at = Some(i);
                 out.push(1);
             }
-            0 if !allowzero => out.push(
-                *input.get(i).ok_or_else(|| OpError::invalid(format!("Reshape: 0 at position {i} copies a dim the input of rank {} lacks", input.len())))?,
-            ),
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
+                OpError::invalid(format!(
+                    "Reshape: 0 at position {i} copies a dim the input of rank {} lacks",
+                    input.len()
+                ))
+            })?),
             d if d >= 0 => out.push(d as usize),
             _ => return Err(OpError::invalid(format!("Reshape: bad target shape {target:?}"))),
         }
@@ -386,7 +441,13 @@ fn unsqueeze_dims(shape: &[usize], axes: &[i64]) -> Result<Vec<usize>, OpError> 
     let axes = norm_axes(axes, rank)?;
     let mut rest = shape.iter();
     (0..rank)
-        .map(|i| if axes.contains(&i) { Ok(1) } else { rest.next().copied().ok_or_else(|| OpError::invalid("Unsqueeze axes")) })
+        .map(|i| {
+            if axes.contains(&i) {
+                Ok(1)
+            } else {
+                rest.next().copied().ok_or_else(|| OpError::invalid("Unsqueeze axes"))
+            }
+        })
         .collect()
 }
 
@@ -439,7 +500,8 @@ fn concat_type(v: &dyn Values, axis: i64) -> Result<TypeInfo, OpError> {
 }
 
 fn eval_concat(inputs: &[Option<&Tensor>], axis: i64) -> Result<Vec<Tensor>, OpError> {
-    let xs: Vec<&Tensor> = inputs.iter().map(|t| t.ok_or_else(|| OpError::invalid("Concat input missing"))).collect::<Result<_, _>>()?;
+    let xs: Vec<&Tensor> =
+        inputs.iter().map(|t| t.ok_or_else(|| OpError::invalid("Concat input missing"))).collect::<Result<_, _>>()?;
     let ty = concat_type(&Evaluated(inputs), axis)?;
     let a = norm_axis(axis, ty.rank())?;
     // Where each input starts in the joined buffer and along the axis.
@@ -478,7 +540,12 @@ fn parse_split(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
 
 /// Chunk sizes along the split axis: explicit, or `n` equal chunks of `ceil(dim / n)`
 /// with a smaller last one (as the reference implementation does for every opset).
-fn split_sizes(dim: usize, split: Option<Vec<i64>>, num_outputs: Option<usize>, n_outputs: usize) -> Result<Vec<usize>, OpError> {
+fn split_sizes(
+    dim: usize,
+    split: Option<Vec<i64>>,
+    num_outputs: Option<usize>,
+    n_outputs: usize,
+) -> Result<Vec<usize>, OpError> {
     if let Some(split) = split {
         let sizes = to_dims(&split, "Split split")?;
         if sizes.len() != n_outputs || sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(dim) {
@@ -540,7 +607,12 @@ fn parse_pad(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
 }
 
 /// Pad amounts before and after each axis of the input (negative: cropping).
-fn pad_amounts(v: &dyn Values, shape: &[usize], pads: &IntsArg, axes: &IntsArg) -> Result<(Vec<i64>, Vec<i64>), OpError> {
+fn pad_amounts(
+    v: &dyn Values,
+    shape: &[usize],
+    pads: &IntsArg,
+    axes: &IntsArg,
+) -> Result<(Vec<i64>, Vec<i64>), OpError> {
     let pads = pads.get(v, "pads")?.ok_or_else(|| OpError::invalid("Pad needs pads"))?;
     let rank = shape.len();
     let axes = match axes.get(v, "axes")? {
@@ -613,14 +685,22 @@ fn take_by_axes(x: &Tensor, tables: &[Vec<Option<usize>>], fill: &Tensor) -> Res
     take(&buf, &map, &shape)
 }
 
-fn eval_pad(v: &Evaluated, mode: PadMode, pads: &IntsArg, value: &PadValue, axes: &IntsArg) -> Result<Vec<Tensor>, OpError> {
+fn eval_pad(
+    v: &Evaluated,
+    mode: PadMode,
+    pads: &IntsArg,
+    value: &PadValue,
+    axes: &IntsArg,
+) -> Result<Vec<Tensor>, OpError> {
     let x = v.req_value(0, "data")?;
     let (before, after) = pad_amounts(v, x.shape(), pads, axes)?;
     let fill = match value {
         PadValue::Attr(f) => scalar_of(x.dtype(), *f as f64),
         PadValue::Input(k) => match v.value(*k) {
             Some(t) if t.dtype() == x.dtype() => t.clone(),
-            Some(t) => return Err(OpError::invalid(format!("Pad value of type {} for data of {}", t.dtype(), x.dtype()))),
+            Some(t) => {
+                return Err(OpError::invalid(format!("Pad value of type {} for data of {}", t.dtype(), x.dtype())))
+            }
             None => scalar_of(x.dtype(), 0.0),
         },
     };
@@ -671,15 +751,13 @@ fn parse_constant_of_shape(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
 }
 
 fn parse_eye_like(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
-    let dtype = match ctx.int("dtype")? {
-        None => None,
-        Some(code) => Some(
-            i32::try_from(code)
-                .ok()
-                .and_then(DType::from_onnx)
-                .ok_or_else(|| OpError::unsupported(format!("EyeLike dtype {}", DType::onnx_code_name(code as i32))))?,
-        ),
-    };
+    let dtype =
+        match ctx.int("dtype")? {
+            None => None,
+            Some(code) => Some(i32::try_from(code).ok().and_then(DType::from_onnx).ok_or_else(|| {
+                OpError::unsupported(format!("EyeLike dtype {}", DType::onnx_code_name(code as i32)))
+            })?),
+        };
     Ok(ShapeOp::EyeLike { k: ctx.int_or("k", 0)?, dtype })
 }
 
@@ -768,7 +846,10 @@ fn eval_trilu(v: &Evaluated, upper: bool) -> Result<Vec<Tensor>, OpError> {
 
 fn block_size(ctx: &NodeCtx) -> Result<usize, OpError> {
     let b = ctx.required("blocksize", ctx.int("blocksize"))?;
-    usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| OpError::invalid(format!("blocksize {b} must be positive")))
+    usize::try_from(b)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| OpError::invalid(format!("blocksize {b} must be positive")))
 }
 
 fn parse_depth_to_space(ctx: &NodeCtx) -> Result<ShapeOp, OpError> {
@@ -864,7 +945,8 @@ fn bitcast(x: &Tensor, to: DType) -> Result<Tensor, OpError> {
         DType::Bool => Tensor::from_vec(s, bits.iter().map(|&b| b != 0).collect()),
         d => Tensor::Packed(
             d,
-            ndarray::ArrayD::from_shape_vec(s, bits.iter().map(|&b| b as u8).collect()).map_err(|e| OpError::invalid(e.to_string()))?,
+            ndarray::ArrayD::from_shape_vec(s, bits.iter().map(|&b| b as u8).collect())
+                .map_err(|e| OpError::invalid(e.to_string()))?,
         ),
     })
 }

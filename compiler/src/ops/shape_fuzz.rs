@@ -58,8 +58,24 @@ fn ops() -> Vec<(String, Box<dyn Semantics>, usize)> {
         s(ShapeOp::Expand, 2),
         s(ShapeOp::Tile, 2),
         s(ShapeOp::Pad { mode: PadMode::Reflect, pads: Input(1), value: PadValue::Input(2), axes: Input(3) }, 3),
-        s(ShapeOp::Pad { mode: PadMode::Wrap, pads: attr(&[i64::MAX, i64::MIN]), value: PadValue::Attr(1.0), axes: attr(&[0]) }, 1),
-        s(ShapeOp::Pad { mode: PadMode::Constant, pads: Input(1), value: PadValue::Input(2), axes: IntsArg::Attr(None) }, 3),
+        s(
+            ShapeOp::Pad {
+                mode: PadMode::Wrap,
+                pads: attr(&[i64::MAX, i64::MIN]),
+                value: PadValue::Attr(1.0),
+                axes: attr(&[0]),
+            },
+            1,
+        ),
+        s(
+            ShapeOp::Pad {
+                mode: PadMode::Constant,
+                pads: Input(1),
+                value: PadValue::Input(2),
+                axes: IntsArg::Attr(None),
+            },
+            3,
+        ),
         s(ShapeOp::CenterCropPad { axes: None }, 2),
         s(ShapeOp::ConstantOfShape { value: Arc::new(Tensor::scalar(3i32)) }, 1),
         s(ShapeOp::EyeLike { k: i64::MIN, dtype: Some(DType::Bool) }, 1),
@@ -90,7 +106,9 @@ fn ops() -> Vec<(String, Box<dyn Semantics>, usize)> {
 
 /// Every `n`-tuple of pool indices.
 fn tuples(pool: usize, n: usize) -> Vec<Vec<usize>> {
-    (0..n).fold(vec![vec![]], |acc, _| acc.into_iter().flat_map(|t| (0..pool).map(move |k| [t.clone(), vec![k]].concat())).collect())
+    (0..n).fold(vec![vec![]], |acc, _| {
+        acc.into_iter().flat_map(|t| (0..pool).map(move |k| [t.clone(), vec![k]].concat())).collect()
+    })
 }
 
 #[test]

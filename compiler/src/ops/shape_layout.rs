@@ -156,7 +156,10 @@ pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize]) -> Result<(),
 }
 
 /// For every multi-index of `out_shape` (row-major), the flat source index `f` gives.
-pub fn index_map(out_shape: &[usize], mut f: impl FnMut(&[usize]) -> Result<usize, OpError>) -> Result<Vec<usize>, OpError> {
+pub fn index_map(
+    out_shape: &[usize],
+    mut f: impl FnMut(&[usize]) -> Result<usize, OpError>,
+) -> Result<Vec<usize>, OpError> {
     let mut map = Vec::with_capacity(numel(out_shape)?);
     for_each_index(out_shape, |idx| {
         map.push(f(idx)?);
@@ -185,7 +188,10 @@ pub fn take(t: &Tensor, src: &[usize], shape: &[usize]) -> Result<Tensor, OpErro
     Ok(crate::map_array!(t, a => take_array(a, src, shape)?))
 }
 
-fn join_arrays<'a, T: Clone + 'a>(ts: &[&'a Tensor], get: impl Fn(&'a Tensor) -> Option<&'a ArrayD<T>>) -> Result<ArrayD<T>, OpError> {
+fn join_arrays<'a, T: Clone + 'a>(
+    ts: &[&'a Tensor],
+    get: impl Fn(&'a Tensor) -> Option<&'a ArrayD<T>>,
+) -> Result<ArrayD<T>, OpError> {
     let mut data = Vec::new();
     for t in ts {
         let a = get(t).ok_or_else(|| OpError::invalid("inputs must all have the same element type"))?;
