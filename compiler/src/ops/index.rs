@@ -118,17 +118,7 @@ impl Semantics for IndexOp {
         let x = v.req_value(0, "data")?;
         let out = match self {
             IndexOp::Slice { starts, ends, axes, steps } => {
-                let plan = slice_plan(&v, x.shape(), [starts, ends, axes, steps])?;
-                let shape: Vec<usize> = plan.iter().map(|p| p.len).collect();
-                let st = strides(x.shape());
-                let map = index_map(&shape, |o| {
-                    Ok(o.iter()
-                        .zip(&plan)
-                        .zip(&st)
-                        .map(|((&k, p), s)| (p.start + k as i64 * p.step) as usize * s)
-                        .sum())
-                })?;
-                take(x, &map, &shape)?
+                eval_slice(x, &slice_plan(&v, x.shape(), [starts, ends, axes, steps])?)?
             }
             IndexOp::Gather { axis } => eval_gather(x, v.req_value(1, "indices")?, *axis)?,
             IndexOp::GatherElements { axis } => eval_gather_elements(x, v.req_value(1, "indices")?, *axis)?,
@@ -142,22 +132,7 @@ impl Semantics for IndexOp {
                 scatter(x, v.req_value(2, "updates")?, &pairs, *reduction)?
             }
             IndexOp::OneHot { axis } => eval_one_hot(&v, *axis)?,
-            IndexOp::Compress { axis } => {
-                let CompressPlan { shape, axis: a, picked } = compress_plan(&v, *axis)?;
-                let src = if a.is_some() {
-                    x.clone()
-                } else {
-                    x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Compress"))?
-                };
-                let a = a.unwrap_or(0);
-                let st = strides(src.shape());
-                let map = index_map(&shape, |o| {
-                    let mut i = o.to_vec();
-                    i[a] = picked[o[a]];
-                    Ok(offset(&i, &st))
-                })?;
-                take(&src, &map, &shape)?
-            }
+            IndexOp::Compress { axis } => eval_compress(x, compress_plan(&v, *axis)?)?,
             IndexOp::NonZero => eval_nonzero(x)?,
             IndexOp::ReverseSequence { batch_axis, time_axis } => {
                 eval_reverse_sequence(x, &v.req_ints(1, "sequence_lens")?, *batch_axis, *time_axis)?
@@ -308,6 +283,15 @@ fn slice_plan(v: &dyn Values, shape: &[usize], args: [&IntsArg; 4]) -> Result<Ve
         plan[a] = axis_slice(n, starts[k], ends[k], steps[k])?;
     }
     Ok(plan)
+}
+
+fn eval_slice(x: &Tensor, plan: &[AxisSlice]) -> Result<Tensor, OpError> {
+    let shape: Vec<usize> = plan.iter().map(|p| p.len).collect();
+    let st = strides(x.shape());
+    let map = index_map(&shape, |o| {
+        Ok(o.iter().zip(plan).zip(&st).map(|((&k, p), s)| (p.start + k as i64 * p.step) as usize * s).sum())
+    })?;
+    take(x, &map, &shape)
 }
 
 // ---------------------------------------------------------------------------------
@@ -666,6 +650,21 @@ fn compress_plan(v: &dyn Values, axis: Option<i64>) -> Result<CompressPlan, OpEr
         None => vec![picked.len()],
     };
     Ok(CompressPlan { shape, axis: a, picked })
+}
+
+fn eval_compress(x: &Tensor, plan: CompressPlan) -> Result<Tensor, OpError> {
+    let src = match plan.axis {
+        Some(_) => x.clone(),
+        None => x.reshaped(&[x.len()]).ok_or_else(|| OpError::invalid("Compress: cannot flatten the input"))?,
+    };
+    let a = plan.axis.unwrap_or(0);
+    let st = strides(src.shape());
+    let map = index_map(&plan.shape, |o| {
+        let mut i = o.to_vec();
+        i[a] = plan.picked[o[a]];
+        Ok(offset(&i, &st))
+    })?;
+    take(&src, &map, &plan.shape)
 }
 
 fn eval_nonzero(x: &Tensor) -> Result<Tensor, OpError> {
