@@ -10,7 +10,6 @@ use std::cmp::Ordering;
 
 use ndarray::ArrayD;
 
-use super::shape::attr_or_input;
 use super::shape::layout::{
     for_each_index, index_map, join, norm_index, numel, offset, strides, take, Evaluated, IntsArg, Values,
 };
@@ -226,7 +225,7 @@ fn parse_slice(ctx: &NodeCtx) -> Result<IndexOp, OpError> {
         return Ok(IndexOp::Slice {
             starts: req("starts")?,
             ends: req("ends")?,
-            axes: attr_or_input(ctx, "axes", 10, 3)?,
+            axes: IntsArg::Attr(ctx.ints("axes")?),
             steps: IntsArg::Attr(None),
         });
     }

@@ -149,7 +149,7 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
 }
 
 /// Integers from attribute `name` before opset `since`, from input `k` from then on.
-pub(crate) fn attr_or_input(ctx: &NodeCtx, name: &str, since: i64, k: usize) -> Result<IntsArg, OpError> {
+fn attr_or_input(ctx: &NodeCtx, name: &str, since: i64, k: usize) -> Result<IntsArg, OpError> {
     Ok(if ctx.opset < since { IntsArg::Attr(ctx.ints(name)?) } else { IntsArg::Input(k) })
 }
 
