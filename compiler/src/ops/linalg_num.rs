@@ -73,19 +73,6 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// Converts attribute ints that must be non-negative (or positive when `min` is 1).
-pub fn usizes(v: &[i64], min: i64, what: &str) -> Result<Vec<usize>, OpError> {
-    v.iter()
-        .map(|&x| {
-            if x < min {
-                Err(OpError::invalid(format!("{what} must be >= {min}, got {v:?}")))
-            } else {
-                usize::try_from(x).map_err(|_| OpError::invalid(format!("{what} {x} is too large")))
-            }
-        })
-        .collect()
-}
-
 /// Shapes of a numpy `matmul`: 1-D operands are promoted (and the added axis dropped
 /// from the result).
 pub struct MatMulShape {
