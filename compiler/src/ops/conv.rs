@@ -49,11 +49,24 @@ pub struct WindowAttrs {
     pub group: usize,
 }
 
+/// Window attributes above this are rejected, and spatial extents must stay below
+/// [`MAX_EXTENT`]: every window product then fits comfortably in 64 bits.
+const MAX_ATTR: usize = 1 << 24;
+pub const MAX_EXTENT: usize = 1 << 32;
+
+/// Checks that spatial extents are small enough for overflow-free window arithmetic.
+pub fn check_extent(what: &str, sp: &[usize]) -> Result<(), OpError> {
+    if sp.iter().any(|&d| d >= MAX_EXTENT) {
+        return Err(OpError::unsupported(format!("{what} {sp:?} has an axis of 2^32 or more")));
+    }
+    Ok(())
+}
+
 /// Non-negative (or, with `min` 1, positive) ints of an attribute.
 fn attr_usizes(ctx: &NodeCtx, name: &str, min: i64) -> Result<Option<Vec<usize>>, OpError> {
     let Some(v) = ctx.ints(name)? else { return Ok(None) };
     v.iter()
-        .map(|&x| usize::try_from(x).ok().filter(|_| x >= min && x < (1 << 40)))
+        .map(|&x| usize::try_from(x).ok().filter(|&u| x >= min && u < MAX_ATTR))
         .collect::<Option<Vec<_>>>()
         .map(Some)
         .ok_or_else(|| OpError::invalid(format!("attribute '{name}' has an out-of-range value: {v:?}")))
@@ -104,9 +117,10 @@ impl WindowAttrs {
             (None, Some(w)) => w.to_vec(),
             (None, None) => return Err(OpError::invalid("required attribute 'kernel_shape' is missing")),
         };
-        if k.len() != n {
+        if k.len() != n || k.contains(&0) {
             return Err(OpError::invalid(format!("kernel_shape {k:?} does not fit {n} spatial axes")));
         }
+        check_extent("kernel shape", &k)?;
         Ok(k)
     }
 }
@@ -146,6 +160,7 @@ fn conv_axis(ap: AutoPad, len: usize, k: usize, s: usize, d: usize, ph: usize, p
 /// Conv's geometry for spatial input shape `input`.
 pub fn conv_geometry(a: &WindowAttrs, input: &[usize], kernel: Vec<usize>) -> Result<Geometry, OpError> {
     let n = input.len();
+    check_extent("input shape", input)?;
     let (strides, dilations, ph, pt) = a.resolved(n)?;
     let mut g = Geometry { kernel, strides, dilations, pad_head: ph, pad_tail: pt, grid: vec![] };
     for i in 0..n {
@@ -428,6 +443,7 @@ impl ConvTranspose {
             return Err(OpError::invalid(format!("ConvTranspose shapes X {x:?} and W {w:?} do not match group {}", a.group)));
         }
         let kernel = a.kernel(ns, Some(wk))?;
+        check_extent("input shape", input)?;
         let (strides, dilations, mut ph, mut pt) = a.resolved(ns)?;
         let op = match self.output_padding.len() {
             0 => vec![0; ns],
@@ -437,7 +453,7 @@ impl ConvTranspose {
             _ => return Err(OpError::invalid("output_padding does not fit the spatial axes")),
         };
         let explicit = self.output_shape.as_ref().map(|s| s[s.len().saturating_sub(ns)..].to_vec());
-        if explicit.as_ref().is_some_and(|s| s.len() != ns) {
+        if explicit.as_ref().is_some_and(|s| s.len() != ns || s.iter().any(|&d| d >= MAX_EXTENT)) {
             return Err(OpError::invalid("output_shape does not fit the spatial axes"));
         }
         let mut out = vec![0; ns];
@@ -524,7 +540,7 @@ impl Col2Im {
     /// Input `[N, C * prod(block), L]` → (N, C, geometry over the block grid, image shape).
     fn shapes(&self, x: &[usize], image: &[i64], block: &[i64]) -> Result<(usize, usize, Geometry, Vec<usize>), OpError> {
         let pos = |v: &[i64], what: &str| {
-            v.iter().map(|&d| usize::try_from(d).ok().filter(|&d| d > 0 && d < 1 << 40)).collect::<Option<Vec<_>>>().ok_or_else(|| OpError::invalid(format!("{what} must be positive: {v:?}")))
+            v.iter().map(|&d| usize::try_from(d).ok().filter(|&d| d > 0 && d < MAX_ATTR)).collect::<Option<Vec<_>>>().ok_or_else(|| OpError::invalid(format!("{what} must be positive: {v:?}")))
         };
         let (image, kernel) = (pos(image, "image_shape")?, pos(block, "block_shape")?);
         let ns = image.len();
@@ -540,6 +556,7 @@ impl Col2Im {
         if numel(&g.grid)? != x[2] {
             return Err(OpError::invalid(format!("Col2Im input has {} blocks; the geometry gives {:?}", x[2], g.grid)));
         }
+        numel(&[vec![x[0], x[1] / kn], image.clone()].concat())?;
         Ok((x[0], x[1] / kn, g, image))
     }
 

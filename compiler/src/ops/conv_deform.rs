@@ -135,10 +135,11 @@ fn bilinear(plane: &[f64], h: usize, w: usize, y: f64, x: f64) -> f64 {
     let (y0, x0) = (y.floor(), x.floor());
     let (fy, fx) = (y - y0, x - x0);
     let at = |r: f64, c: f64| {
-        if r < 0.0 || c < 0.0 || r >= h as f64 || c >= w as f64 {
-            0.0
-        } else {
+        // Written so that NaN coordinates also read zero.
+        if r >= 0.0 && c >= 0.0 && r < h as f64 && c < w as f64 {
             plane[r as usize * w + c as usize]
+        } else {
+            0.0
         }
     };
     at(y0, x0) * (1.0 - fy) * (1.0 - fx) + at(y0, x0 + 1.0) * (1.0 - fy) * fx + at(y0 + 1.0, x0) * fy * (1.0 - fx) + at(y0 + 1.0, x0 + 1.0) * fy * fx

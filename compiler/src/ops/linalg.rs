@@ -171,6 +171,7 @@ impl Gemm {
         if k != kb {
             return Err(OpError::invalid(format!("Gemm inner dimensions differ: {a:?} and {b:?}")));
         }
+        num::numel(&[m, n])?;
         Ok((m, k, n))
     }
 

@@ -7,7 +7,7 @@
 //! divide by the in-bounds count, or with `count_include_pad` by the count of positions
 //! inside the padded extent (never the ceil-mode overhang).
 
-use super::conv::{taps, unravel, AutoPad, Geometry, WindowAttrs};
+use super::conv::{check_extent, taps, unravel, AutoPad, Geometry, WindowAttrs};
 use super::linalg::num::{expect_float, from_f64, numel};
 use super::util::{input, input_ints};
 use super::{InferCtx, Op, Semantics};
@@ -86,6 +86,7 @@ impl Pool {
         let a = &self.window;
         let n = input.len();
         let kernel = a.kernel(n, None)?;
+        check_extent("input shape", input)?;
         let (strides, dilations, mut ph, mut pt) = a.resolved(n)?;
         let mut grid = Vec::with_capacity(n);
         for i in 0..n {
@@ -140,15 +141,18 @@ impl Pool {
         Ok(counts)
     }
 
-    fn out_shape(x: &[usize], g: &Geometry) -> Vec<usize> {
-        [x[..2].to_vec(), g.grid.clone()].concat()
+    /// `[N, C, grid...]`, checked against overflow.
+    fn out_shape(x: &[usize], g: &Geometry) -> Result<Vec<usize>, OpError> {
+        let s = [x[..2].to_vec(), g.grid.clone()].concat();
+        numel(&s)?;
+        Ok(s)
     }
 
     fn infer(&self, ctx: &InferCtx, max: bool) -> Result<Vec<TypeInfo>, OpError> {
         let x = ctx.input(0)?;
         check_pool_type(x.dtype, max)?;
         let (_, _, sp) = split(&x.shape)?;
-        let shape = Self::out_shape(&x.shape, &self.geometry(sp)?);
+        let shape = Self::out_shape(&x.shape, &self.geometry(sp)?)?;
         let mut out = vec![TypeInfo::new(x.dtype, shape.clone())];
         if max && ctx.n_outputs > 1 {
             out.push(TypeInfo::new(DType::I64, shape));
@@ -161,6 +165,7 @@ impl Pool {
         check_pool_type(x.dtype(), true)?;
         let (n, c, sp) = split(x.shape())?;
         let g = self.geometry(sp)?;
+        let shape = Self::out_shape(x.shape(), &g)?;
         let t = taps(&g, sp)?;
         let (sp_in, sp_out, kn) = (numel(sp)?, numel(&g.grid)?, numel(&g.kernel)?);
         let xv = x.to_f64_vec();
@@ -197,7 +202,6 @@ impl Pool {
                 }
             }
         }
-        let shape = Self::out_shape(x.shape(), &g);
         Ok(vec![from_f64(x.dtype(), &shape, y), Tensor::from_vec(&shape, ind)])
     }
 
@@ -206,6 +210,7 @@ impl Pool {
         check_pool_type(x.dtype(), false)?;
         let (n, c, sp) = split(x.shape())?;
         let g = self.geometry(sp)?;
+        let shape = Self::out_shape(x.shape(), &g)?;
         let t = taps(&g, sp)?;
         let padded = Self::in_padded_extent(&g, sp)?;
         let (sp_in, sp_out, kn) = (numel(sp)?, numel(&g.grid)?, numel(&g.kernel)?);
@@ -228,7 +233,7 @@ impl Pool {
                 });
             }
         }
-        Ok(vec![from_f64(x.dtype(), &Self::out_shape(x.shape(), &g), y)])
+        Ok(vec![from_f64(x.dtype(), &shape, y)])
     }
 }
 
@@ -312,6 +317,7 @@ impl Semantics for PoolOp {
 fn unpool_shape(a: &WindowAttrs, x: &[usize]) -> Result<Vec<usize>, OpError> {
     let (n, c, sp) = split(x)?;
     let kernel = a.kernel(sp.len(), None)?;
+    check_extent("input shape", sp)?;
     let (strides, _, ph, pt) = a.resolved(sp.len())?;
     let mut out = vec![n, c];
     for i in 0..sp.len() {
