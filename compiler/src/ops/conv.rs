@@ -95,8 +95,10 @@ impl WindowAttrs {
         })
     }
 
-    /// Strides, dilations and (head, tail) pads for `n` spatial axes, defaults filled in.
-    pub fn resolved(&self, n: usize) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>), OpError> {
+    /// The geometry of `kernel` with strides, dilations and explicit pads filled in
+    /// (defaults for omitted lists); the caller sets the grid and any auto pads.
+    pub fn geometry(&self, kernel: Vec<usize>) -> Result<Geometry, OpError> {
+        let n = kernel.len();
         let fill = |v: &[usize], what: &str, want: usize, default: usize| -> Result<Vec<usize>, OpError> {
             match v.len() {
                 0 => Ok(vec![default; want]),
@@ -107,7 +109,7 @@ impl WindowAttrs {
         let s = fill(&self.strides, "strides", n, 1)?;
         let d = fill(&self.dilations, "dilations", n, 1)?;
         let p = fill(&self.pads, "pads", 2 * n, 0)?;
-        Ok((s, d, p[..n].to_vec(), p[n..].to_vec()))
+        Ok(Geometry { strides: s, dilations: d, pad_head: p[..n].to_vec(), pad_tail: p[n..].to_vec(), kernel, grid: Vec::with_capacity(n) })
     }
 
     /// The kernel shape: the attribute, else `from_weights` (W's spatial shape).
@@ -159,12 +161,10 @@ fn conv_axis(ap: AutoPad, len: usize, k: usize, s: usize, d: usize, ph: usize, p
 
 /// Conv's geometry for spatial input shape `input`.
 pub fn conv_geometry(a: &WindowAttrs, input: &[usize], kernel: Vec<usize>) -> Result<Geometry, OpError> {
-    let n = input.len();
     check_extent("input shape", input)?;
-    let (strides, dilations, ph, pt) = a.resolved(n)?;
-    let mut g = Geometry { kernel, strides, dilations, pad_head: ph, pad_tail: pt, grid: vec![] };
-    for i in 0..n {
-        let (o, h, t) = conv_axis(a.auto_pad, input[i], g.kernel[i], g.strides[i], g.dilations[i], g.pad_head[i], g.pad_tail[i])?;
+    let mut g = a.geometry(kernel)?;
+    for (i, &len) in input.iter().enumerate() {
+        let (o, h, t) = conv_axis(a.auto_pad, len, g.kernel[i], g.strides[i], g.dilations[i], g.pad_head[i], g.pad_tail[i])?;
         g.grid.push(o);
         g.pad_head[i] = h;
         g.pad_tail[i] = t;
@@ -444,7 +444,7 @@ impl ConvTranspose {
         }
         let kernel = a.kernel(ns, Some(wk))?;
         check_extent("input shape", input)?;
-        let (strides, dilations, mut ph, mut pt) = a.resolved(ns)?;
+        let mut g = a.geometry(kernel)?;
         let op = match self.output_padding.len() {
             0 => vec![0; ns],
             l if l == ns => self.output_padding.clone(),
@@ -457,29 +457,30 @@ impl ConvTranspose {
             return Err(OpError::invalid("output_shape does not fit the spatial axes"));
         }
         let mut out = vec![0; ns];
-        for i in 0..ns {
-            let eff = (kernel[i] - 1) * dilations[i] + 1;
-            let full = strides[i] * (input[i].max(1) - 1) + op[i] + eff;
+        for (i, &len) in input.iter().enumerate() {
+            let eff = (g.kernel[i] - 1) * g.dilations[i] + 1;
+            let full = g.strides[i] * (len.max(1) - 1) + op[i] + eff;
             match a.auto_pad {
                 AutoPad::SameUpper | AutoPad::SameLower => {
-                    let o = explicit.as_ref().map_or(input[i] * strides[i], |e| e[i]);
+                    let o = explicit.as_ref().map_or(len * g.strides[i], |e| e[i]);
                     let total = full.saturating_sub(o);
                     // Follows the ONNX reference implementation (SAME_UPPER puts the
                     // smaller half first).
-                    ph[i] = if a.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
-                    pt[i] = total - ph[i];
+                    g.pad_head[i] = if a.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
+                    g.pad_tail[i] = total - g.pad_head[i];
                     out[i] = o;
                 }
                 _ => {
                     out[i] = match &explicit {
                         Some(e) => e[i],
-                        None => full.checked_sub(ph[i] + pt[i]).ok_or_else(|| OpError::invalid("ConvTranspose pads exceed the output"))?,
+                        None => full.checked_sub(g.pad_head[i] + g.pad_tail[i]).ok_or_else(|| OpError::invalid("ConvTranspose pads exceed the output"))?,
                     };
                 }
             }
         }
-        let g = Geometry { kernel, strides, dilations, pad_head: ph, pad_tail: pt, grid: input.to_vec() };
-        let s = ConvShapes { n, c, m: mg * a.group, input: input.to_vec(), g };
+        g.grid = input.to_vec();
+        let m = mg.checked_mul(a.group).ok_or_else(|| OpError::invalid("ConvTranspose output channels overflow"))?;
+        let s = ConvShapes { n, c, m, input: input.to_vec(), g };
         numel(&[vec![n, s.m], out.clone()].concat())?;
         Ok((s, out))
     }
@@ -548,7 +549,7 @@ impl Col2Im {
             return Err(OpError::invalid(format!("Col2Im shapes do not fit: input {x:?}, image {image:?}, block {kernel:?}")));
         }
         let kn = numel(&kernel)?;
-        if x[1] % kn != 0 {
+        if !x[1].is_multiple_of(kn) {
             return Err(OpError::invalid(format!("Col2Im input channel axis {} is not a multiple of {kn}", x[1])));
         }
         let nw = WindowAttrs { kernel_shape: Some(kernel.clone()), auto_pad: AutoPad::NotSet, ..self.window.clone() };

@@ -87,39 +87,38 @@ impl Pool {
         let n = input.len();
         let kernel = a.kernel(n, None)?;
         check_extent("input shape", input)?;
-        let (strides, dilations, mut ph, mut pt) = a.resolved(n)?;
-        let mut grid = Vec::with_capacity(n);
-        for i in 0..n {
-            let (len, s) = (input[i], strides[i]);
-            let eff = (kernel[i] - 1) * dilations[i] + 1;
+        let mut g = a.geometry(kernel)?;
+        for (i, &len) in input.iter().enumerate() {
+            let s = g.strides[i];
+            let eff = (g.kernel[i] - 1) * g.dilations[i] + 1;
             let bad = || OpError::invalid(format!("pool window of {eff} does not fit an axis of {len}"));
             let out = match a.auto_pad {
                 AutoPad::NotSet => {
-                    let span = (len + ph[i] + pt[i]).checked_sub(eff).ok_or_else(bad)?;
+                    let span = (len + g.pad_head[i] + g.pad_tail[i]).checked_sub(eff).ok_or_else(bad)?;
                     let mut out = if self.ceil_mode { span.div_ceil(s) + 1 } else { span / s + 1 };
                     // A last window that would start in the tail padding is dropped.
-                    if self.ceil_mode && (out - 1) * s >= len + ph[i] {
+                    if self.ceil_mode && (out - 1) * s >= len + g.pad_head[i] {
                         out -= 1;
                     }
                     out
                 }
                 AutoPad::Valid => {
-                    ph[i] = 0;
-                    pt[i] = 0;
+                    g.pad_head[i] = 0;
+                    g.pad_tail[i] = 0;
                     len.checked_sub(eff).ok_or_else(bad)? / s + 1
                 }
                 AutoPad::SameUpper | AutoPad::SameLower => {
                     let out = len.div_ceil(s);
                     let need = ((out.max(1) - 1) * s + eff).saturating_sub(len);
-                    ph[i] = if a.auto_pad == AutoPad::SameUpper { need / 2 } else { need - need / 2 };
-                    pt[i] = need - ph[i];
+                    g.pad_head[i] = if a.auto_pad == AutoPad::SameUpper { need / 2 } else { need - need / 2 };
+                    g.pad_tail[i] = need - g.pad_head[i];
                     out
                 }
             };
-            grid.push(out);
+            g.grid.push(out);
         }
-        numel(&grid)?;
-        Ok(Geometry { kernel, strides, dilations, pad_head: ph, pad_tail: pt, grid })
+        numel(&g.grid)?;
+        Ok(g)
     }
 
     /// For each (output, kernel) pair: whether the position lies inside the padded
@@ -318,11 +317,11 @@ fn unpool_shape(a: &WindowAttrs, x: &[usize]) -> Result<Vec<usize>, OpError> {
     let (n, c, sp) = split(x)?;
     let kernel = a.kernel(sp.len(), None)?;
     check_extent("input shape", sp)?;
-    let (strides, _, ph, pt) = a.resolved(sp.len())?;
+    let g = a.geometry(kernel)?;
     let mut out = vec![n, c];
-    for i in 0..sp.len() {
-        let full = (sp[i].max(1) - 1) * strides[i] + kernel[i];
-        out.push(full.checked_sub(ph[i] + pt[i]).ok_or_else(|| OpError::invalid("MaxUnpool pads exceed the output"))?);
+    for (i, &len) in sp.iter().enumerate() {
+        let full = (len.max(1) - 1) * g.strides[i] + g.kernel[i];
+        out.push(full.checked_sub(g.pad_head[i] + g.pad_tail[i]).ok_or_else(|| OpError::invalid("MaxUnpool pads exceed the output"))?);
     }
     numel(&out)?;
     Ok(out)
