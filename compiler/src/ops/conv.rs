@@ -604,4 +604,26 @@ mod tests {
         assert_eq!(conv_axis(AutoPad::SameLower, 4, 2, 1, 1, 0, 0).unwrap(), (4, 1, 0));
         assert_eq!(conv_axis(AutoPad::SameUpper, 4, 2, 1, 1, 0, 0).unwrap(), (4, 0, 1));
     }
+
+    fn attrs() -> WindowAttrs {
+        WindowAttrs { auto_pad: AutoPad::NotSet, kernel_shape: None, strides: vec![], dilations: vec![], pads: vec![], group: 1 }
+    }
+
+    #[test]
+    fn malformed_shapes_are_errors_not_panics() {
+        let x = Tensor::zeros(DType::F32, &[1, 1, 4]);
+        for w in [&[1, 1, 0][..], &[1, 2, 2], &[1, 1, 9], &[1, 1]] {
+            let w = Tensor::zeros(DType::F32, w);
+            assert!(ConvOp::Conv(attrs()).eval(&[Some(&x), Some(&w)]).is_err());
+        }
+    }
+
+    #[test]
+    fn conv_1d_with_bias() {
+        let x = Tensor::from_vec(&[1, 1, 4], vec![1.0f32, 2.0, 3.0, 4.0]);
+        let w = Tensor::from_vec(&[1, 1, 2], vec![1.0f32, -1.0]);
+        let b = Tensor::from_vec(&[1], vec![10.0f32]);
+        let y = ConvOp::Conv(attrs()).eval(&[Some(&x), Some(&w), Some(&b)]).unwrap();
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 3], vec![9.0f32, 9.0, 9.0]));
+    }
 }

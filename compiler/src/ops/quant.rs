@@ -198,6 +198,14 @@ fn check_minifloat(d: DType) -> Result<(), OpError> {
 
 // ---- QuantizeLinear ----
 
+/// QuantizeLinear reads floats, and int32 (opsets 10 to 18).
+fn check_quantize_input(d: DType) -> Result<(), OpError> {
+    if d == DType::I32 {
+        return Ok(());
+    }
+    super::linalg::num::expect_float("QuantizeLinear input", d)
+}
+
 impl Quantize {
     fn out_dtype(&self, zp: Option<DType>) -> Result<DType, OpError> {
         let d = match (zp, self.output_dtype) {
@@ -217,7 +225,7 @@ impl Quantize {
 
     fn infer(&self, ctx: &InferCtx) -> Result<Vec<TypeInfo>, OpError> {
         let x = ctx.input(0)?;
-        super::linalg::num::expect_float("QuantizeLinear input", x.dtype)?;
+        check_quantize_input(x.dtype)?;
         let d = self.out_dtype(ctx.opt_input(2).map(|t| t.dtype))?;
         ParamIndex::new(&x.shape, &ctx.input(1)?.shape, self.axis, self.block_size)?;
         Ok(vec![TypeInfo::new(d, x.shape.clone())])
@@ -225,7 +233,7 @@ impl Quantize {
 
     fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         let (x, scale) = (input(inputs, 0)?, input(inputs, 1)?);
-        super::linalg::num::expect_float("QuantizeLinear input", x.dtype())?;
+        check_quantize_input(x.dtype())?;
         let zp = opt_input(inputs, 2);
         let d = self.out_dtype(zp.map(|t| t.dtype()))?;
         let pi = ParamIndex::new(x.shape(), scale.shape(), self.axis, self.block_size)?.indices(x.len());
@@ -235,12 +243,18 @@ impl Quantize {
         };
         let (xv, sv) = (x.to_f64_vec(), scale.to_f64_vec());
         let zv = zp.map(|z| z.to_f64_vec());
-        let work = self.precision.unwrap_or_else(|| promote(x.dtype(), scale.dtype()));
+        // numpy divides int32 x in float64; `precision` casts both operands first.
+        let work = match self.precision {
+            Some(p) => p,
+            None if x.dtype() == DType::I32 => DType::F64,
+            None => promote(x.dtype(), scale.dtype()),
+        };
+        let div = |i: usize| round_to(work, round_to(work, xv[i]) / round_to(work, sv[pi[i]]));
         let zero_at = |i: usize| zv.as_ref().map_or(0.0, |z| z[zpi[i]]);
         let out: Vec<u8>;
         let shape = x.shape();
         if let Some((lo, hi)) = int_range(d) {
-            let v: Vec<f64> = (0..xv.len()).map(|i| (round_to(work, xv[i] / sv[pi[i]]).round_ties_even() + zero_at(i)).clamp(lo, hi)).collect();
+            let v: Vec<f64> = (0..xv.len()).map(|i| (div(i).round_ties_even() + zero_at(i)).clamp(lo, hi)).collect();
             if !d.is_packed() {
                 return Ok(vec![from_f64(d, shape, v)]);
             }
@@ -252,7 +266,7 @@ impl Quantize {
             let saturate = self.saturate || d == DType::F4E2M1;
             out = (0..xv.len())
                 .map(|i| {
-                    let q = round_to(work, xv[i] / sv[pi[i]]);
+                    let q = div(i);
                     let q = if add_zp { round_to(work, q + zero_at(i)) } else { q };
                     packed::encode(d, q, saturate)
                 })
