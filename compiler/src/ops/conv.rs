@@ -309,10 +309,12 @@ impl Semantics for ConvOp {
                 Ok(vec![TypeInfo::new(x.dtype, conv_shapes(a, &x.shape, &ctx.input(1)?.shape)?.out_shape())])
             }
             ConvOp::ConvInteger(a) => {
+                check_integer_inputs(&[ctx.input(0)?.dtype, ctx.input(1)?.dtype])?;
                 let s = conv_shapes(a, &ctx.input(0)?.shape, &ctx.input(1)?.shape)?;
                 Ok(vec![TypeInfo::new(DType::I32, s.out_shape())])
             }
             ConvOp::QLinearConv(a) => {
+                check_integer_inputs(&[ctx.input(0)?.dtype, ctx.input(3)?.dtype])?;
                 let s = conv_shapes(a, &ctx.input(0)?.shape, &ctx.input(3)?.shape)?;
                 let dtype = ctx.opt_input(7).unwrap_or(ctx.input(0)?).dtype;
                 Ok(vec![TypeInfo::new(dtype, s.out_shape())])
@@ -357,11 +359,7 @@ fn integer_conv(
     x_zp: Option<&Tensor>,
     w_zp: Option<&Tensor>,
 ) -> Result<(ConvShapes, Vec<i64>), OpError> {
-    for t in [x, w] {
-        if !matches!(t.dtype(), DType::U8 | DType::I8) {
-            return Err(OpError::unsupported(format!("integer conv input of type {}", t.dtype())));
-        }
-    }
+    check_integer_inputs(&[x.dtype(), w.dtype()])?;
     let s = conv_shapes(a, x.shape(), w.shape())?;
     let not_int = || OpError::invalid("integer conv inputs must be integers");
     let mut xv = int_values(x).ok_or_else(not_int)?;
@@ -371,6 +369,14 @@ fn integer_conv(
     sub_zero_point(&mut wv, w_zp, (s.m, per_m))?;
     let v = s.run(a.group, &xv, &wv, 0i64, |acc, x, w| acc.wrapping_add(x.wrapping_mul(w)))?;
     Ok((s, v))
+}
+
+/// The integer convs take 8-bit integers.
+fn check_integer_inputs(types: &[DType]) -> Result<(), OpError> {
+    match types.iter().find(|d| !matches!(d, DType::U8 | DType::I8)) {
+        Some(d) => Err(OpError::unsupported(format!("integer conv input of type {d}"))),
+        None => Ok(()),
+    }
 }
 
 /// Per-channel or scalar float values (scales).

@@ -138,7 +138,9 @@ impl Einsum {
         expect_numeric("Einsum input", dtype)?;
         let shapes: Vec<&[usize]> = types.iter().map(|t| t.shape.as_slice()).collect();
         let plan = self.plan(&shapes)?;
-        Ok(vec![TypeInfo::new(dtype, out_shape(&plan))])
+        let shape = out_shape(&plan);
+        numel(&shape)?;
+        Ok(vec![TypeInfo::new(dtype, shape)])
     }
 
     pub fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {

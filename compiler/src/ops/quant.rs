@@ -9,7 +9,7 @@
 use half::{bf16, f16};
 
 use super::linalg::integer_matmul;
-use super::linalg::num::{from_f64, numel};
+use super::linalg::num::{expect_float, from_f64, matmul_shape, numel, strides};
 use super::util::{input, norm_axis, opt_input};
 use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
@@ -134,7 +134,7 @@ impl ParamIndex {
             ParamIndex::Axis { inner, len } => (0..n).map(|i| (i / inner.max(&1)) % len).collect(),
             ParamIndex::Blocked { x_shape, p_shape, axis, block } => {
                 let mut idx = vec![0; x_shape.len()];
-                let pstr = super::linalg::num::strides(p_shape);
+                let pstr = strides(p_shape);
                 (0..n)
                     .map(|i| {
                         super::conv::unravel(i, x_shape, &mut idx);
@@ -203,7 +203,7 @@ fn check_quantize_input(d: DType) -> Result<(), OpError> {
     if d == DType::I32 {
         return Ok(());
     }
-    super::linalg::num::expect_float("QuantizeLinear input", d)
+    expect_float("QuantizeLinear input", d)
 }
 
 impl Quantize {
@@ -282,7 +282,7 @@ impl Quantize {
 impl Dequantize {
     fn out_dtype(&self, scale: DType) -> Result<DType, OpError> {
         let d = self.output_dtype.unwrap_or(scale);
-        super::linalg::num::expect_float("DequantizeLinear output", d)?;
+        expect_float("DequantizeLinear output", d)?;
         Ok(d)
     }
 
@@ -392,7 +392,7 @@ impl Semantics for QuantOp {
             QuantOp::QLinearMatMul => {
                 let (a, b) = (ctx.input(0)?, ctx.input(3)?);
                 let d = qlinear_out_dtype(a.dtype, ctx.opt_input(7).map(|t| t.dtype))?;
-                let s = super::linalg::num::matmul_shape(&a.shape, &b.shape)?;
+                let s = matmul_shape(&a.shape, &b.shape)?;
                 Ok(vec![TypeInfo::new(d, s.out)])
             }
         }
