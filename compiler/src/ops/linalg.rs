@@ -15,7 +15,7 @@ use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
 use crate::ir::{DType, Tensor, TypeInfo};
-use num::{expect_float, expect_numeric, from_f64, from_i64, from_vals, int_values, matmul_shape, matmul_vals, vals, Vals};
+use num::{expect_float, expect_numeric, from_f64, from_i64, from_vals, int_values, matmul_shape, matmul_vals, round_to, vals, Vals};
 
 pub use einsum::Einsum;
 
@@ -234,14 +234,20 @@ impl Gemm {
             _ => {
                 let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
                 let cv = c.map(|c| c.to_f64_vec());
+                let work = if a.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+                let w = |v| round_to(work, v);
                 let mut out = Vec::with_capacity(m * n);
                 for i in 0..m {
                     for j in 0..n {
+                        // Rounded after each step like the reference's numpy expression
+                        // `dot(a, b) * alpha + c * beta`: the product in the input type,
+                        // the rest in float32 (alpha and beta are float32), which matters
+                        // for 16-bit floats.
                         let dot: f64 = (0..k).map(|p| av[a_idx(i, p)] * bv[b_idx(p, j)]).sum();
-                        let mut y = dot * self.alpha;
+                        let mut y = w(round_to(a.dtype(), dot) * self.alpha);
                         if let (Some(cv), Some(c)) = (&cv, c) {
                             if self.beta != 0.0 {
-                                y += cv[c_idx(c.shape(), i, j)] * self.beta;
+                                y = w(y + w(cv[c_idx(c.shape(), i, j)] * self.beta));
                             }
                         }
                         out.push(y);

@@ -2,6 +2,8 @@
 //! as exact integers or `f64`, result tensors built back in the output type, batched
 //! matrix products with numpy broadcasting, and overflow-checked shape arithmetic.
 
+use half::{bf16, f16};
+
 use crate::error::OpError;
 use crate::ir::{packed, DType, Tensor};
 
@@ -53,6 +55,17 @@ pub fn from_vals(dtype: DType, shape: &[usize], v: Vals) -> Tensor {
     match v {
         Vals::F(v) => from_f64(dtype, shape, v),
         Vals::I(v) => from_i64(dtype, shape, v),
+    }
+}
+
+/// Rounds an `f64` to the nearest value of float type `d`: reproduces the rounding of
+/// each numpy step the reference implementation takes in that type.
+pub fn round_to(d: DType, v: f64) -> f64 {
+    match d {
+        DType::F32 => v as f32 as f64,
+        DType::F16 => f16::from_f64(v).to_f64(),
+        DType::BF16 => bf16::from_f64(v).to_f64(),
+        _ => v,
     }
 }
 

@@ -6,10 +6,8 @@
 //! [`ParamIndex`] maps each element of x to its parameter. Arithmetic follows the
 //! ONNX reference implementation's numpy types, so results round the same way.
 
-use half::{bf16, f16};
-
 use super::linalg::integer_matmul;
-use super::linalg::num::{expect_float, from_f64, matmul_shape, numel, strides};
+use super::linalg::num::{expect_float, from_f64, matmul_shape, numel, round_to, strides};
 use super::util::{input, norm_axis, opt_input};
 use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
@@ -144,16 +142,6 @@ impl ParamIndex {
                     .collect()
             }
         }
-    }
-}
-
-/// Rounds an `f64` to the nearest value of float type `d` (the precision numpy computes in).
-fn round_to(d: DType, v: f64) -> f64 {
-    match d {
-        DType::F32 => v as f32 as f64,
-        DType::F16 => f16::from_f64(v).to_f64(),
-        DType::BF16 => bf16::from_f64(v).to_f64(),
-        _ => v,
     }
 }
 
