@@ -108,8 +108,18 @@ impl WindowAttrs {
         };
         let s = fill(&self.strides, "strides", n, 1)?;
         let d = fill(&self.dilations, "dilations", n, 1)?;
+        if s.contains(&0) || d.contains(&0) {
+            return Err(OpError::invalid("strides and dilations must be positive"));
+        }
         let p = fill(&self.pads, "pads", 2 * n, 0)?;
-        Ok(Geometry { strides: s, dilations: d, pad_head: p[..n].to_vec(), pad_tail: p[n..].to_vec(), kernel, grid: Vec::with_capacity(n) })
+        Ok(Geometry {
+            strides: s,
+            dilations: d,
+            pad_head: p[..n].to_vec(),
+            pad_tail: p[n..].to_vec(),
+            kernel,
+            grid: Vec::with_capacity(n),
+        })
     }
 
     /// The kernel shape: the attribute, else `from_weights` (W's spatial shape).
@@ -140,8 +150,17 @@ pub struct Geometry {
 }
 
 /// Conv's output size along one axis, and its head pad, per ONNX's auto_pad rules.
-fn conv_axis(ap: AutoPad, len: usize, k: usize, s: usize, d: usize, ph: usize, pt: usize) -> Result<(usize, usize, usize), OpError> {
-    let eff = (k - 1).checked_mul(d).and_then(|x| x.checked_add(1)).ok_or_else(|| OpError::invalid("kernel too large"))?;
+fn conv_axis(
+    ap: AutoPad,
+    len: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    ph: usize,
+    pt: usize,
+) -> Result<(usize, usize, usize), OpError> {
+    let eff =
+        (k - 1).checked_mul(d).and_then(|x| x.checked_add(1)).ok_or_else(|| OpError::invalid("kernel too large"))?;
     let bad = || OpError::invalid(format!("window of {eff} does not fit an axis of {len} (pads {ph}+{pt})"));
     match ap {
         AutoPad::NotSet => {
@@ -164,7 +183,8 @@ pub fn conv_geometry(a: &WindowAttrs, input: &[usize], kernel: Vec<usize>) -> Re
     check_extent("input shape", input)?;
     let mut g = a.geometry(kernel)?;
     for (i, &len) in input.iter().enumerate() {
-        let (o, h, t) = conv_axis(a.auto_pad, len, g.kernel[i], g.strides[i], g.dilations[i], g.pad_head[i], g.pad_tail[i])?;
+        let (o, h, t) =
+            conv_axis(a.auto_pad, len, g.kernel[i], g.strides[i], g.dilations[i], g.pad_head[i], g.pad_tail[i])?;
         g.grid.push(o);
         g.pad_head[i] = h;
         g.pad_tail[i] = t;
@@ -241,7 +261,14 @@ impl ConvShapes {
     }
 
     /// The grouped conv of row-major `x` and `w`; `fma(acc, x, w)` accumulates.
-    fn run<T: Copy>(&self, group: usize, x: &[T], w: &[T], zero: T, fma: impl Fn(T, T, T) -> T) -> Result<Vec<T>, OpError> {
+    fn run<T: Copy>(
+        &self,
+        group: usize,
+        x: &[T],
+        w: &[T],
+        zero: T,
+        fma: impl Fn(T, T, T) -> T,
+    ) -> Result<Vec<T>, OpError> {
         let t = taps(&self.g, &self.input)?;
         let (sp_in, sp_out, kn) = (numel(&self.input)?, numel(&self.g.grid)?, numel(&self.g.kernel)?);
         let (cg, mg) = (self.c / group, self.m / group);
@@ -329,7 +356,8 @@ impl Semantics for ConvOp {
         match self {
             ConvOp::Conv(a) => eval_conv(a, inputs),
             ConvOp::ConvInteger(a) => {
-                let (s, v) = integer_conv(a, input(inputs, 0)?, input(inputs, 1)?, opt_input(inputs, 2), opt_input(inputs, 3))?;
+                let (s, v) =
+                    integer_conv(a, input(inputs, 0)?, input(inputs, 1)?, opt_input(inputs, 2), opt_input(inputs, 3))?;
                 Ok(vec![from_i64(DType::I32, &s.out_shape(), v)])
             }
             ConvOp::QLinearConv(a) => eval_qlinear_conv(a, inputs),
@@ -394,7 +422,9 @@ fn eval_qlinear_conv(a: &WindowAttrs, inputs: &[Option<&Tensor>]) -> Result<Vec<
     let (s, mut v) = integer_conv(a, x, input(inputs, 3)?, opt_input(inputs, 2), opt_input(inputs, 5))?;
     let sp = numel(&s.g.grid)?;
     if let Some(b) = opt_input(inputs, 8) {
-        let bv = int_values(b).filter(|b| b.len() == s.m).ok_or_else(|| OpError::invalid("QLinearConv bias must be int32 [M]"))?;
+        let bv = int_values(b)
+            .filter(|b| b.len() == s.m)
+            .ok_or_else(|| OpError::invalid("QLinearConv bias must be int32 [M]"))?;
         add_bias(&mut v, &bv, s.m, sp, |a, b| a.wrapping_add(b));
     }
     let x_scale = input(inputs, 1)?.to_f64_vec().first().copied().ok_or_else(|| OpError::invalid("empty x_scale"))?;
@@ -446,7 +476,10 @@ impl ConvTranspose {
         let (cw, mg, wk) = split_nc("W", w)?;
         let ns = input.len();
         if cw != c || c % a.group != 0 || wk.len() != ns {
-            return Err(OpError::invalid(format!("ConvTranspose shapes X {x:?} and W {w:?} do not match group {}", a.group)));
+            return Err(OpError::invalid(format!(
+                "ConvTranspose shapes X {x:?} and W {w:?} do not match group {}",
+                a.group
+            )));
         }
         let kernel = a.kernel(ns, Some(wk))?;
         check_extent("input shape", input)?;
@@ -479,7 +512,9 @@ impl ConvTranspose {
                 _ => {
                     out[i] = match &explicit {
                         Some(e) => e[i],
-                        None => full.checked_sub(g.pad_head[i] + g.pad_tail[i]).ok_or_else(|| OpError::invalid("ConvTranspose pads exceed the output"))?,
+                        None => full
+                            .checked_sub(g.pad_head[i] + g.pad_tail[i])
+                            .ok_or_else(|| OpError::invalid("ConvTranspose pads exceed the output"))?,
                     };
                 }
             }
@@ -545,14 +580,24 @@ impl Col2Im {
     }
 
     /// Input `[N, C * prod(block), L]` → (N, C, geometry over the block grid, image shape).
-    fn shapes(&self, x: &[usize], image: &[i64], block: &[i64]) -> Result<(usize, usize, Geometry, Vec<usize>), OpError> {
+    fn shapes(
+        &self,
+        x: &[usize],
+        image: &[i64],
+        block: &[i64],
+    ) -> Result<(usize, usize, Geometry, Vec<usize>), OpError> {
         let pos = |v: &[i64], what: &str| {
-            v.iter().map(|&d| usize::try_from(d).ok().filter(|&d| d > 0 && d < MAX_ATTR)).collect::<Option<Vec<_>>>().ok_or_else(|| OpError::invalid(format!("{what} must be positive: {v:?}")))
+            v.iter()
+                .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0 && d < MAX_ATTR))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| OpError::invalid(format!("{what} must be positive: {v:?}")))
         };
         let (image, kernel) = (pos(image, "image_shape")?, pos(block, "block_shape")?);
         let ns = image.len();
         if kernel.len() != ns || x.len() != 3 {
-            return Err(OpError::invalid(format!("Col2Im shapes do not fit: input {x:?}, image {image:?}, block {kernel:?}")));
+            return Err(OpError::invalid(format!(
+                "Col2Im shapes do not fit: input {x:?}, image {image:?}, block {kernel:?}"
+            )));
         }
         let kn = numel(&kernel)?;
         if !x[1].is_multiple_of(kn) {
@@ -612,7 +657,14 @@ mod tests {
     }
 
     fn attrs() -> WindowAttrs {
-        WindowAttrs { auto_pad: AutoPad::NotSet, kernel_shape: None, strides: vec![], dilations: vec![], pads: vec![], group: 1 }
+        WindowAttrs {
+            auto_pad: AutoPad::NotSet,
+            kernel_shape: None,
+            strides: vec![],
+            dilations: vec![],
+            pads: vec![],
+            group: 1,
+        }
     }
 
     #[test]

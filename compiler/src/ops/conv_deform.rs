@@ -48,7 +48,8 @@ impl DeformConv {
         if cw.checked_mul(a.group) != Some(c) || m % a.group != 0 || wk.len() != 2 || c % self.offset_group != 0 {
             return Err(OpError::invalid(format!("DeformConv shapes X {x:?} and W {w:?} do not match the groups")));
         }
-        let g = conv_geometry(&WindowAttrs { auto_pad: super::AutoPad::NotSet, ..a.clone() }, sp, a.kernel(2, Some(wk))?)?;
+        let g =
+            conv_geometry(&WindowAttrs { auto_pad: super::AutoPad::NotSet, ..a.clone() }, sp, a.kernel(2, Some(wk))?)?;
         let k = [g.kernel[0], g.kernel[1]];
         let want = [n, self.offset_group * k[0] * k[1] * 2, g.grid[0], g.grid[1]];
         if offset != want {
@@ -142,5 +143,8 @@ fn bilinear(plane: &[f64], h: usize, w: usize, y: f64, x: f64) -> f64 {
             0.0
         }
     };
-    at(y0, x0) * (1.0 - fy) * (1.0 - fx) + at(y0, x0 + 1.0) * (1.0 - fy) * fx + at(y0 + 1.0, x0) * fy * (1.0 - fx) + at(y0 + 1.0, x0 + 1.0) * fy * fx
+    at(y0, x0) * (1.0 - fy) * (1.0 - fx)
+        + at(y0, x0 + 1.0) * (1.0 - fy) * fx
+        + at(y0 + 1.0, x0) * fy * (1.0 - fx)
+        + at(y0 + 1.0, x0 + 1.0) * fy * fx
 }

@@ -15,7 +15,10 @@ use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
 use crate::ir::{DType, Tensor, TypeInfo};
-use num::{expect_float, expect_numeric, from_f64, from_i64, from_vals, int_values, matmul_shape, matmul_vals, round_to, vals, Vals};
+use num::{
+    expect_float, expect_numeric, from_f64, from_i64, from_vals, int_values, matmul_shape, matmul_vals, round_to, vals,
+    Vals,
+};
 
 pub use einsum::Einsum;
 
@@ -206,7 +209,13 @@ impl Gemm {
         // C's value at (i, j) under unidirectional broadcasting.
         let c_idx = |cs: &[usize], i: usize, j: usize| match cs {
             [] => 0,
-            [d] => if *d == 1 { 0 } else { j },
+            [d] => {
+                if *d == 1 {
+                    0
+                } else {
+                    j
+                }
+            }
             [r, d] => (if *r == 1 { 0 } else { i }) * d + if *d == 1 { 0 } else { j },
             _ => 0,
         };
@@ -216,12 +225,15 @@ impl Gemm {
         let integral = |x: f64| x.fract() == 0.0 && x.abs() < 9.0e15;
         let out = match (vals(a), vals(b)) {
             (Vals::I(av), Vals::I(bv)) if integral(self.alpha) && integral(self.beta) => {
-                let cv = c.map(|c| int_values(c).ok_or_else(|| OpError::invalid("Gemm C must match A's type"))).transpose()?;
+                let cv = c
+                    .map(|c| int_values(c).ok_or_else(|| OpError::invalid("Gemm C must match A's type")))
+                    .transpose()?;
                 let (alpha, beta) = (self.alpha as i64, self.beta as i64);
                 let mut out = Vec::with_capacity(m * n);
                 for i in 0..m {
                     for j in 0..n {
-                        let dot = (0..k).fold(0i64, |acc, p| acc.wrapping_add(av[a_idx(i, p)].wrapping_mul(bv[b_idx(p, j)])));
+                        let dot =
+                            (0..k).fold(0i64, |acc, p| acc.wrapping_add(av[a_idx(i, p)].wrapping_mul(bv[b_idx(p, j)])));
                         let mut y = dot.wrapping_mul(alpha);
                         if let (Some(cv), Some(c)) = (&cv, c) {
                             y = y.wrapping_add(cv[c_idx(c.shape(), i, j)].wrapping_mul(beta));
@@ -283,7 +295,8 @@ fn eval_det(inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
     let batch = det_batch(x.shape())?;
     let n = x.shape()[x.rank() - 1];
     let v = x.to_f64_vec();
-    let out: Vec<f64> = if n == 0 { vec![1.0; num::numel(batch)?] } else { v.chunks(n * n).map(|m| det(m.to_vec(), n)).collect() };
+    let out: Vec<f64> =
+        if n == 0 { vec![1.0; num::numel(batch)?] } else { v.chunks(n * n).map(|m| det(m.to_vec(), n)).collect() };
     Ok(vec![from_f64(x.dtype(), batch, out)])
 }
 
@@ -331,3 +344,6 @@ mod tests {
         assert_eq!(s.out, Vec::<usize>::new());
     }
 }
+#[cfg(test)]
+#[path = "linalg_fuzz.rs"]
+mod fuzz;

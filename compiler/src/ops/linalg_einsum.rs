@@ -87,10 +87,16 @@ struct Plan {
 impl Einsum {
     fn plan(&self, shapes: &[&[usize]]) -> Result<Plan, OpError> {
         if shapes.len() != self.inputs.len() {
-            return Err(OpError::invalid(format!("Einsum equation has {} operands, node has {}", self.inputs.len(), shapes.len())));
+            return Err(OpError::invalid(format!(
+                "Einsum equation has {} operands, node has {}",
+                self.inputs.len(),
+                shapes.len()
+            )));
         }
-        let n_ell = self.inputs.iter().zip(shapes).map(|(t, s)| s.len().saturating_sub(t.letters.len())).max().unwrap_or(0);
-        let axes = self.inputs.iter().zip(shapes).map(|(t, s)| expand(t, s.len(), n_ell)).collect::<Result<Vec<_>, _>>()?;
+        let n_ell =
+            self.inputs.iter().zip(shapes).map(|(t, s)| s.len().saturating_sub(t.letters.len())).max().unwrap_or(0);
+        let axes =
+            self.inputs.iter().zip(shapes).map(|(t, s)| expand(t, s.len(), n_ell)).collect::<Result<Vec<_>, _>>()?;
         let mut sizes: Vec<(u32, usize)> = Vec::new();
         for (labels, s) in axes.iter().zip(shapes) {
             for (&l, &d) in labels.iter().zip(s.iter()) {
@@ -98,7 +104,9 @@ impl Einsum {
                     None => sizes.push((l, d)),
                     Some((_, e)) if *e == d || d == 1 => {}
                     Some((_, e)) if *e == 1 => *e = d,
-                    Some(_) => return Err(OpError::invalid(format!("Einsum label sizes disagree for shapes {shapes:?}"))),
+                    Some(_) => {
+                        return Err(OpError::invalid(format!("Einsum label sizes disagree for shapes {shapes:?}")))
+                    }
                 }
             }
         }
@@ -209,7 +217,9 @@ fn contract<T: Copy>(
             let st = super::num::strides(shape);
             plan.sizes
                 .iter()
-                .map(|(l, _)| labels.iter().enumerate().filter(|&(i, x)| x == l && shape[i] != 1).map(|(i, _)| st[i]).sum())
+                .map(|(l, _)| {
+                    labels.iter().enumerate().filter(|&(i, x)| x == l && shape[i] != 1).map(|(i, _)| st[i]).sum()
+                })
                 .collect()
         })
         .collect();

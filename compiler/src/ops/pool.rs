@@ -132,7 +132,8 @@ impl Pool {
             let mut c = 0;
             for k in 0..kn {
                 unravel(k, &g.kernel, &mut ki);
-                let inside = (0..input.len()).all(|a| gi[a] * g.strides[a] + ki[a] * g.dilations[a] < input[a] + g.pad_head[a] + g.pad_tail[a]);
+                let inside = (0..input.len())
+                    .all(|a| gi[a] * g.strides[a] + ki[a] * g.dilations[a] < input[a] + g.pad_head[a] + g.pad_tail[a]);
                 c += inside as usize;
             }
             counts.push(c);
@@ -174,14 +175,13 @@ impl Pool {
         for plane in 0..n * c {
             let base = plane * sp_in;
             for o in 0..sp_out {
-                let best = t[o * kn..(o + 1) * kn]
-                    .iter()
-                    .flatten()
-                    .filter(|&&off| !xv[base + off].is_nan())
-                    .fold(None::<usize>, |b, &off| match b {
+                let best = t[o * kn..(o + 1) * kn].iter().flatten().filter(|&&off| !xv[base + off].is_nan()).fold(
+                    None::<usize>,
+                    |b, &off| match b {
                         Some(b) if xv[base + b] >= xv[base + off] => Some(b),
                         _ => Some(off),
-                    });
+                    },
+                );
                 match best {
                     Some(off) => {
                         y.push(xv[base + off]);
@@ -300,10 +300,14 @@ impl Semantics for PoolOp {
             PoolOp::LpPool(p) => p.eval_avg(x, Some(p.p)),
             PoolOp::MaxPool(p) => p.eval_max(x),
             PoolOp::GlobalAveragePool => eval_global(x, false, |v| v.iter().sum::<f64>() / v.len() as f64),
-            PoolOp::GlobalMaxPool => eval_global(x, true, |v| v.iter().copied().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max)),
+            PoolOp::GlobalMaxPool => {
+                eval_global(x, true, |v| v.iter().copied().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max))
+            }
             PoolOp::GlobalLpPool { p } => {
                 let p = *p;
-                eval_global(x, false, move |v| v.iter().map(|x| x.abs().powi(p as i32)).sum::<f64>().powf(1.0 / p as f64))
+                eval_global(x, false, move |v| {
+                    v.iter().map(|x| x.abs().powi(p as i32)).sum::<f64>().powf(1.0 / p as f64)
+                })
             }
             PoolOp::MaxUnpool(a) => eval_max_unpool(a, inputs),
         }
@@ -321,7 +325,10 @@ fn unpool_shape(a: &WindowAttrs, x: &[usize]) -> Result<Vec<usize>, OpError> {
     let mut out = vec![n, c];
     for (i, &len) in sp.iter().enumerate() {
         let full = (len.max(1) - 1) * g.strides[i] + g.kernel[i];
-        out.push(full.checked_sub(g.pad_head[i] + g.pad_tail[i]).ok_or_else(|| OpError::invalid("MaxUnpool pads exceed the output"))?);
+        out.push(
+            full.checked_sub(g.pad_head[i] + g.pad_tail[i])
+                .ok_or_else(|| OpError::invalid("MaxUnpool pads exceed the output"))?,
+        );
     }
     numel(&out)?;
     Ok(out)
@@ -354,7 +361,10 @@ fn eval_max_unpool(a: &WindowAttrs, inputs: &[Option<&Tensor>]) -> Result<Vec<Te
     let xv = x.to_f64_vec();
     let mut y = vec![0.0; total];
     for (&i, &v) in idx.iter().zip(&xv) {
-        let i = usize::try_from(i).ok().filter(|&i| i < total).ok_or_else(|| OpError::invalid(format!("MaxUnpool index {i} is out of range")))?;
+        let i = usize::try_from(i)
+            .ok()
+            .filter(|&i| i < total)
+            .ok_or_else(|| OpError::invalid(format!("MaxUnpool index {i} is out of range")))?;
         y[i] = v;
     }
     let out_len = numel(&shape)?;

@@ -58,11 +58,11 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
 fn dtype_attr(ctx: &NodeCtx, name: &str) -> Result<Option<DType>, OpError> {
     match ctx.int_or(name, 0)? {
         0 => Ok(None),
-        code => i32::try_from(code)
-            .ok()
-            .and_then(DType::from_onnx)
-            .map(Some)
-            .ok_or_else(|| OpError::unsupported(format!("{name} = {code} ({})", DType::onnx_code_name(code as i32)))),
+        code => {
+            i32::try_from(code).ok().and_then(DType::from_onnx).map(Some).ok_or_else(|| {
+                OpError::unsupported(format!("{name} = {code} ({})", DType::onnx_code_name(code as i32)))
+            })
+        }
     }
 }
 
@@ -114,13 +114,18 @@ impl ParamIndex {
         let axis = norm_axis(axis, x.len())?;
         if block == 0 {
             if p.len() != 1 || p[0] != x[axis] {
-                return Err(OpError::invalid(format!("per-axis parameter of shape {p:?} does not fit axis {axis} of {x:?}")));
+                return Err(OpError::invalid(format!(
+                    "per-axis parameter of shape {p:?} does not fit axis {axis} of {x:?}"
+                )));
             }
             return Ok(ParamIndex::Axis { inner: numel(&x[axis + 1..])?, len: p[0] });
         }
-        let fits = p.len() == x.len() && (0..x.len()).all(|i| if i == axis { p[i] == x[i].div_ceil(block) } else { p[i] == x[i] });
+        let fits = p.len() == x.len()
+            && (0..x.len()).all(|i| if i == axis { p[i] == x[i].div_ceil(block) } else { p[i] == x[i] });
         if !fits {
-            return Err(OpError::invalid(format!("blocked parameter of shape {p:?} does not fit {x:?} with block_size {block} on axis {axis}")));
+            return Err(OpError::invalid(format!(
+                "blocked parameter of shape {p:?} does not fit {x:?} with block_size {block} on axis {axis}"
+            )));
         }
         Ok(ParamIndex::Blocked { x_shape: x.to_vec(), p_shape: p.to_vec(), axis, block })
     }
@@ -260,7 +265,8 @@ impl Quantize {
                 })
                 .collect();
         }
-        let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), out).map_err(|e| OpError::invalid(e.to_string()))?;
+        let a =
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), out).map_err(|e| OpError::invalid(e.to_string()))?;
         Ok(vec![Tensor::Packed(d, a)])
     }
 }
@@ -318,7 +324,8 @@ impl Dequantize {
 
 fn eval_dynamic_quantize(inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
     let x = input(inputs, 0)?;
-    let xv = x.as_array::<f32>().ok_or_else(|| OpError::unsupported(format!("DynamicQuantizeLinear of {}", x.dtype())))?;
+    let xv =
+        x.as_array::<f32>().ok_or_else(|| OpError::unsupported(format!("DynamicQuantizeLinear of {}", x.dtype())))?;
     // All in float32, as the reference does.
     let maxx = xv.iter().copied().fold(0.0f32, f32::max);
     let minx = xv.iter().copied().fold(0.0f32, f32::min);
@@ -347,7 +354,8 @@ fn qlinear_out_dtype(a: DType, y_zp: Option<DType>) -> Result<DType, OpError> {
 }
 
 fn eval_qlinear_matmul(inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-    let (a, a_s, b, b_s, y_s) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 3)?, input(inputs, 4)?, input(inputs, 6)?);
+    let (a, a_s, b, b_s, y_s) =
+        (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 3)?, input(inputs, 4)?, input(inputs, 6)?);
     let y_zp = opt_input(inputs, 7);
     let d = qlinear_out_dtype(a.dtype(), y_zp.map(|t| t.dtype()))?;
     for (t, w) in [(opt_input(inputs, 2), "a_zero_point"), (opt_input(inputs, 5), "b_zero_point")] {
@@ -358,7 +366,10 @@ fn eval_qlinear_matmul(inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpErro
     let (v, shape) = integer_matmul(a, b, opt_input(inputs, 2), opt_input(inputs, 5))?;
     // The factor is computed in the scales' type, the product in float64.
     let work = a_s.dtype();
-    let factor = round_to(work, round_to(work, scalar_param(a_s, "a_scale")? * scalar_param(b_s, "b_scale")?) / scalar_param(y_s, "y_scale")?);
+    let factor = round_to(
+        work,
+        round_to(work, scalar_param(a_s, "a_scale")? * scalar_param(b_s, "b_scale")?) / scalar_param(y_s, "y_scale")?,
+    );
     let zp = y_zp.map(|z| scalar_param(z, "y_zero_point")).transpose()?.unwrap_or(0.0);
     let (lo, hi) = int_range(d).unwrap_or((0.0, 255.0));
     let y: Vec<f64> = v.iter().map(|&c| (c as f64 * factor + zp).round_ties_even().clamp(lo, hi)).collect();
@@ -375,7 +386,11 @@ impl Semantics for QuantOp {
                 if x.dtype != DType::F32 {
                     return Err(OpError::unsupported(format!("DynamicQuantizeLinear of {}", x.dtype)));
                 }
-                Ok(vec![TypeInfo::new(DType::U8, x.shape.clone()), TypeInfo::new(DType::F32, vec![]), TypeInfo::new(DType::U8, vec![])])
+                Ok(vec![
+                    TypeInfo::new(DType::U8, x.shape.clone()),
+                    TypeInfo::new(DType::F32, vec![]),
+                    TypeInfo::new(DType::U8, vec![]),
+                ])
             }
             QuantOp::QLinearMatMul => {
                 let (a, b) = (ctx.input(0)?, ctx.input(3)?);
