@@ -266,4 +266,25 @@ mod tests {
         let p = e.plan(&[&[3, 5, 5]]).unwrap();
         assert_eq!(out_shape(&p), vec![3, 5]);
     }
+
+    #[test]
+    fn mismatched_operands_are_errors() {
+        let cases: &[(&str, &[&[usize]])] = &[
+            ("ii", &[&[2, 3]]),
+            ("...ii", &[&[2]]),
+            ("a...b", &[&[2]]),
+            ("->", &[&[2]]),
+            ("ab,ab", &[&[2, 3], &[3, 2]]),
+            ("ab,bc", &[&[2, 3]]),
+        ];
+        for (eq, shapes) in cases {
+            let e = parse_equation(eq).unwrap();
+            let ts: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(crate::ir::DType::F32, s)).collect();
+            let refs: Vec<Option<&Tensor>> = ts.iter().map(Some).collect();
+            assert!(e.eval(&refs).is_err(), "{eq}");
+        }
+        assert!(parse_equation("a.b").is_err());
+        assert!(parse_equation("ab->aa").is_err());
+        assert!(parse_equation("ab->c").is_err());
+    }
 }
