@@ -5,6 +5,8 @@
 //! evaluator (the constant folder's engine and the test oracle). Op semantics live in
 //! [`ops`], one module per family.
 
+pub mod back;
+pub mod emit;
 pub mod error;
 pub mod eval;
 pub mod front;

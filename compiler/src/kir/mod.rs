@@ -15,6 +15,7 @@
 
 pub mod build;
 pub mod interp;
+pub mod math;
 pub mod print;
 
 use std::sync::Arc;

@@ -8,6 +8,21 @@
 
 pub mod copy;
 
+mod attention;
+mod control;
+mod conv;
+mod elementwise;
+mod image;
+mod index;
+mod linalg;
+mod normalize;
+mod pool;
+mod quant;
+mod reduce;
+mod rnn;
+mod shape;
+mod signal;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -184,13 +199,24 @@ fn lower_node(
     Ok(())
 }
 
-/// The family lowerings. A family without one reports every op as unsupported for
-/// code generation.
+/// The family lowerings: one module per op family, each `lower(op, cx, ins, outs)`.
 fn lower_op(op: &Op, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> std::result::Result<(), OpError> {
-    let _ = (cx, ins, outs);
     match op {
         Op::Constant(_) => Err(OpError::Unsupported("Constant should have been folded".into())),
         Op::Unsupported(why) => Err(OpError::Unsupported(why.clone())),
-        _ => Err(OpError::unsupported("code generation for this op is not implemented yet")),
+        Op::Control(o) => control::lower(o, cx, ins, outs),
+        Op::Elementwise(o) => elementwise::lower(o, cx, ins, outs),
+        Op::Reduce(o) => reduce::lower(o, cx, ins, outs),
+        Op::Normalize(o) => normalize::lower(o, cx, ins, outs),
+        Op::Signal(o) => signal::lower(o, cx, ins, outs),
+        Op::Linalg(o) => linalg::lower(o, cx, ins, outs),
+        Op::Conv(o) => conv::lower(o, cx, ins, outs),
+        Op::Pool(o) => pool::lower(o, cx, ins, outs),
+        Op::Quant(o) => quant::lower(o, cx, ins, outs),
+        Op::Shape(o) => shape::lower(o, cx, ins, outs),
+        Op::Index(o) => index::lower(o, cx, ins, outs),
+        Op::Image(o) => image::lower(o, cx, ins, outs),
+        Op::Attention(o) => attention::lower(o, cx, ins, outs),
+        Op::Rnn(o) => rnn::lower(o, cx, ins, outs),
     }
 }
