@@ -8,7 +8,7 @@ use super::util::{expect_dtype, input, opt_input, FLOATS};
 use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
-use crate::ir::{Tensor, TypeInfo};
+use crate::ir::{DType, Tensor, TypeInfo};
 
 #[path = "image_resize.rs"]
 mod resize;
@@ -445,7 +445,7 @@ impl RoiAlign {
             if bi < 0 || bi as usize >= n {
                 return Err(OpError::invalid(format!("RoiAlign: batch index {bi} is out of range 0..{n}")));
             }
-            let samples = self.samples(&rv[r * 4..r * 4 + 4], h, w);
+            let samples = self.samples(&rv[r * 4..r * 4 + 4], h, w, rois.dtype() != DType::F64)?;
             for ch in 0..c {
                 let plane = &xv[(bi as usize * c + ch) * h * w..][..h * w];
                 for bin in &samples.bins {
@@ -467,33 +467,40 @@ impl RoiAlign {
     }
 
     /// For each output bin (row-major), the four bilinear taps of each sample point.
-    fn samples(&self, roi: &[f64], h: usize, w: usize) -> RoiSamples {
+    /// `single`: the rois are float32 (or narrower), and the reference then does all the
+    /// sampling geometry in float32 — which decides the adaptive grid size (a ceil) and
+    /// which samples fall outside, so it is reproduced by rounding every step.
+    fn samples(&self, roi: &[f64], h: usize, w: usize, single: bool) -> Result<RoiSamples, OpError> {
+        let q = |v: f64| if single { v as f32 as f64 } else { v };
         let off = if self.half_pixel { 0.5 } else { 0.0 };
-        let (sw, sh) = (roi[0] * self.spatial_scale - off, roi[1] * self.spatial_scale - off);
-        let (ew, eh) = (roi[2] * self.spatial_scale - off, roi[3] * self.spatial_scale - off);
-        let (mut rw, mut rh) = (ew - sw, eh - sh);
+        let at = |k: usize| q(q(roi[k] * self.spatial_scale) - off);
+        let (sw, sh, ew, eh) = (at(0), at(1), at(2), at(3));
+        let (mut rw, mut rh) = (q(ew - sw), q(eh - sh));
         if !self.half_pixel {
             rw = rw.max(1.0);
             rh = rh.max(1.0);
         }
-        let (bh, bw) = (rh / self.out_h as f64, rw / self.out_w as f64);
-        let grid = |extent: f64, bins: usize| if self.sampling_ratio > 0 { self.sampling_ratio } else { (extent / bins as f64).ceil().max(0.0) as usize };
+        let (bh, bw) = (q(rh / self.out_h as f64), q(rw / self.out_w as f64));
+        let grid = |extent: f64, bins: usize| if self.sampling_ratio > 0 { self.sampling_ratio } else { q(extent / bins as f64).ceil().max(0.0) as usize };
         let (gh, gw) = (grid(rh, self.out_h), grid(rw, self.out_w));
+        if gh.saturating_mul(gw) > 1 << 20 {
+            return Err(OpError::invalid(format!("RoiAlign: a {gh}x{gw} sampling grid per bin is too large")));
+        }
         let mut bins = Vec::with_capacity(self.out_h * self.out_w);
         for ph in 0..self.out_h {
             for pw in 0..self.out_w {
                 let mut taps = Vec::with_capacity(gh * gw);
                 for iy in 0..gh {
-                    let y = sh + ph as f64 * bh + (iy as f64 + 0.5) * bh / gh as f64;
+                    let y = q(q(sh + q(ph as f64 * bh)) + q(q((iy as f64 + 0.5) * bh) / gh as f64));
                     for ix in 0..gw {
-                        let x = sw + pw as f64 * bw + (ix as f64 + 0.5) * bw / gw as f64;
+                        let x = q(q(sw + q(pw as f64 * bw)) + q(q((ix as f64 + 0.5) * bw) / gw as f64));
                         taps.push(bilinear_taps(y, x, h, w));
                     }
                 }
                 bins.push(taps);
             }
         }
-        RoiSamples { bins, count: (gh * gw).max(1) }
+        Ok(RoiSamples { bins, count: (gh * gw).max(1) })
     }
 }
 
