@@ -1,5 +1,6 @@
-//! The attention family: `Attention` (opset 23/24), `RotaryEmbedding` (23) and
-//! `LinearAttention` (27, in `attention_linear.rs`).
+//! The attention family: `Attention` (opset 23/24), `RotaryEmbedding` (23),
+//! `LinearAttention` (27, in `attention_linear.rs`) and `ai.onnx.preview:FlexAttention`
+//! (without its modifier subgraphs).
 //!
 //! All float math is done in f64 on row-major buffers and cast back to the output type
 //! once, at the end: the reference implementation computes in the input type, and f64
@@ -20,6 +21,8 @@ pub enum AttentionOp {
     Attention(Attention),
     RotaryEmbedding(Rotary),
     LinearAttention(LinearAttention),
+    /// FlexAttention without score_mod/prob_mod is plain 4D attention.
+    FlexAttention(Attention),
 }
 
 /// `Some` when this family knows `ctx.op_type` in `ctx.domain`.
@@ -30,6 +33,8 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
         Rotary::parse(ctx).map(AttentionOp::RotaryEmbedding)
     } else if ctx.is("LinearAttention") {
         LinearAttention::parse(ctx).map(AttentionOp::LinearAttention)
+    } else if ctx.op_type == "FlexAttention" && ctx.domain == "ai.onnx.preview" {
+        Attention::parse_flex(ctx).map(AttentionOp::FlexAttention)
     } else {
         return None;
     };
@@ -39,14 +44,14 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
 impl Semantics for AttentionOp {
     fn infer(&self, ctx: &InferCtx) -> Result<Vec<TypeInfo>, OpError> {
         match self {
-            AttentionOp::Attention(a) => a.infer(ctx),
+            AttentionOp::Attention(a) | AttentionOp::FlexAttention(a) => a.infer(ctx),
             AttentionOp::RotaryEmbedding(r) => r.infer(ctx),
             AttentionOp::LinearAttention(l) => l.infer(ctx),
         }
     }
     fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         match self {
-            AttentionOp::Attention(a) => a.eval(inputs),
+            AttentionOp::Attention(a) | AttentionOp::FlexAttention(a) => a.eval(inputs),
             AttentionOp::RotaryEmbedding(r) => r.eval(inputs),
             AttentionOp::LinearAttention(l) => l.eval(inputs),
         }
@@ -149,13 +154,7 @@ impl Attention {
             3 => QkOutput::Softmax,
             m => return Err(OpError::invalid(format!("qk_matmul_output_mode {m} is not 0..3"))),
         };
-        if let Some(p) = ctx.int("softmax_precision")? {
-            // Only a precision hint: edgec computes the softmax in f64 whatever it says.
-            let ok = [DType::F32, DType::F16, DType::BF16, DType::F64].iter().any(|d| *d as i64 == p);
-            if !ok {
-                return Err(OpError::unsupported(format!("softmax_precision {p} (edgec handles float types)")));
-            }
-        }
+        check_softmax_precision(ctx)?;
         Ok(Attention {
             is_causal: ctx.int_or("is_causal", 0)? != 0,
             q_num_heads: opt_positive(ctx, "q_num_heads")?,
@@ -163,6 +162,25 @@ impl Attention {
             qk_output,
             scale: ctx.float("scale")?.map(f64::from),
             softcap: ctx.float_or("softcap", 0.0)? as f64,
+        })
+    }
+
+    /// FlexAttention: 4D only, no mask or cache; the modifier subgraphs would need a
+    /// subgraph evaluator, which this family does not have.
+    fn parse_flex(ctx: &NodeCtx) -> Result<Attention, OpError> {
+        for g in ["score_mod", "prob_mod"] {
+            if ctx.graph(g).is_some() {
+                return Err(OpError::unsupported(format!("FlexAttention with a '{g}' subgraph")));
+            }
+        }
+        check_softmax_precision(ctx)?;
+        Ok(Attention {
+            is_causal: false,
+            q_num_heads: None,
+            kv_num_heads: None,
+            qk_output: QkOutput::Scores,
+            scale: ctx.float("scale")?.map(f64::from),
+            softcap: 0.0,
         })
     }
 
@@ -362,6 +380,17 @@ impl Attention {
             }
         }
         Ok(Bias { data, dims: shape })
+    }
+}
+
+/// `softmax_precision` is only a precision hint: edgec computes the softmax in f64
+/// whatever it says, but it must name a float type.
+fn check_softmax_precision(ctx: &NodeCtx) -> Result<(), OpError> {
+    match ctx.int("softmax_precision")? {
+        Some(p) if ![DType::F32, DType::F16, DType::BF16, DType::F64].iter().any(|d| *d as i64 == p) => {
+            Err(OpError::unsupported(format!("softmax_precision {p} (edgec handles float types)")))
+        }
+        _ => Ok(()),
     }
 }
 
