@@ -579,3 +579,53 @@ impl Rotary {
         Ok(vec![f64_tensor(x.shape(), out, x.dtype())])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> Attention {
+        Attention { is_causal: false, q_num_heads: None, kv_num_heads: None, qk_output: QkOutput::Scores, scale: None, softcap: 0.0 }
+    }
+
+    #[test]
+    fn fully_masked_row_is_nan_like_the_reference() {
+        let mut row = [f64::NEG_INFINITY; 3];
+        softmax_in_place(&mut row);
+        assert!(row.iter().all(|x| x.is_nan()));
+        let mut row = [1.0, 2.0, 3.0];
+        softmax_in_place(&mut row);
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn causal_mask_is_offset_by_the_past_length() {
+        let a = Attention { is_causal: true, ..plain() };
+        let g = a.geometry(&[1, 1, 2, 4], &[1, 1, 2, 4], &[1, 1, 2, 4], Some(&[1, 1, 1, 4]), Some(&[1, 1, 1, 4])).unwrap();
+        let bias = a.bias(&g, None, None).unwrap();
+        // Query i sees keys 0..=past+i.
+        assert_eq!(bias.at(0, 0, 0, 1), 0.0);
+        assert_eq!(bias.at(0, 0, 0, 2), f64::NEG_INFINITY);
+        assert_eq!(bias.at(0, 0, 1, 2), 0.0);
+    }
+
+    #[test]
+    fn short_mask_pads_with_minus_infinity() {
+        let a = plain();
+        let g = a.geometry(&[1, 1, 1, 2], &[1, 1, 3, 2], &[1, 1, 3, 2], None, None).unwrap();
+        let mask = Tensor::from_vec(&[1, 2], vec![true, false]);
+        let bias = a.bias(&g, Some(&mask), None).unwrap();
+        assert_eq!([bias.at(0, 0, 0, 0), bias.at(0, 0, 0, 1), bias.at(0, 0, 0, 2)], [0.0, f64::NEG_INFINITY, f64::NEG_INFINITY]);
+    }
+
+    #[test]
+    fn rotary_interleaved_pairs_neighbours() {
+        // A quarter turn maps each pair (a, b) to (-b, a).
+        let r = Rotary { num_heads: None, rotary_dim: None, interleaved: true };
+        let x = Tensor::from_vec(&[1, 1, 1, 4], vec![1.0f32, 2.0, 3.0, 4.0]);
+        let cos = Tensor::from_vec(&[1, 1, 2], vec![0.0f32, 0.0]);
+        let sin = Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 1.0]);
+        let y = r.eval(&[Some(&x), Some(&cos), Some(&sin)]).unwrap();
+        assert_eq!(y[0].to_f64_vec(), vec![-2.0, 1.0, -4.0, 3.0]);
+    }
+}

@@ -201,12 +201,13 @@ impl GridSample {
                     GridMode::Linear => {
                         let x0 = v.floor();
                         let t = v - x0;
-                        vec![(self.pixel(x0 as i64, len), 1.0 - t), (self.pixel(x0 as i64 + 1, len), t)]
+                        let i0 = x0 as i64;
+                        vec![(self.pixel(i0, len), 1.0 - t), (self.pixel(i0.saturating_add(1), len), t)]
                     }
                     GridMode::Cubic => {
                         let x0 = v.floor();
                         let w = cubic_coeffs(v - x0);
-                        (0..4).map(|k| (self.pixel(x0 as i64 - 1 + k as i64, len), w[k])).collect()
+                        (0..4).map(|k| (self.pixel((x0 as i64).saturating_add(k as i64 - 1), len), w[k])).collect()
                     }
                 }
             })
@@ -636,5 +637,27 @@ impl Nms {
             return false;
         }
         inter / union > threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflection_folds_back_into_range() {
+        assert_eq!(reflect(-1.0, -0.5, 3.5), 0.0);
+        assert_eq!(reflect(4.5, -0.5, 3.5), 2.5);
+        assert_eq!(reflect(8.5, -0.5, 3.5), -0.5 + 1.0);
+    }
+
+    #[test]
+    fn nms_keeps_boxes_at_the_iou_threshold() {
+        let nms = Nms { center_point_box: false };
+        // Corner boxes [y1, x1, y2, x2] overlapping by half their width: IoU = 1/3.
+        let (a, b) = ([0.0, 0.0, 1.0, 2.0], [0.0, 1.0, 1.0, 3.0]);
+        let iou = 1.0 / 3.0;
+        assert!(nms.suppresses(a, b, iou - 0.01));
+        assert!(!nms.suppresses(a, b, iou + 0.01));
     }
 }

@@ -397,6 +397,10 @@ impl Resize {
             .and_then(|v| v.checked_mul(inner))
             .filter(|&v| v <= 1 << 32)
             .ok_or_else(|| OpError::invalid("Resize: output is too large"))?;
+        // An antialiasing kernel spans about 2/scale input pixels.
+        if self.antialias && p.scale < 1.0 && 2.0 / p.scale > (1u64 << 20) as f64 {
+            return Err(OpError::unsupported(format!("Resize: antialiased downscaling by {}", p.scale)));
+        }
         if in_len == 0 && total > 0 {
             return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
         }
@@ -476,4 +480,49 @@ fn normalise(c: Vec<f64>) -> Vec<f64> {
 pub(super) fn to_dtype(shape: &[usize], data: Vec<f64>, dtype: DType) -> Tensor {
     let data = if dtype.is_int() { data.into_iter().map(f64::round_ties_even).collect() } else { data };
     Tensor::from_vec(shape, data).cast(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nearest(mode: NearestMode) -> Resize {
+        Resize {
+            interp: Interp::Nearest(mode),
+            coord: CoordMode::Asymmetric,
+            exclude_outside: false,
+            extrapolation: 0.0,
+            antialias: false,
+            axes: None,
+            aspect: AspectPolicy::Stretch,
+            target: Target::RoiScalesSizes,
+        }
+    }
+
+    fn picked(r: &Resize, x: f64) -> usize {
+        r.taps(x, 2.0, 4).into_iter().find(|&(_, w)| w == 1.0).map(|(i, _)| i).unwrap()
+    }
+
+    #[test]
+    fn nearest_modes_break_ties_as_named() {
+        assert_eq!(picked(&nearest(NearestMode::RoundPreferFloor), 1.5), 1);
+        assert_eq!(picked(&nearest(NearestMode::RoundPreferCeil), 1.5), 2);
+        assert_eq!(picked(&nearest(NearestMode::Floor), 1.7), 1);
+        assert_eq!(picked(&nearest(NearestMode::Ceil), 1.2), 2);
+        assert_eq!(picked(&nearest(NearestMode::Ceil), 2.0), 2);
+    }
+
+    #[test]
+    fn cubic_weights_sum_to_one_and_clamp_at_the_edge() {
+        let r = Resize { interp: Interp::Cubic(-0.75), ..nearest(NearestMode::Floor) };
+        let taps = r.taps(0.3, 2.0, 4);
+        assert!((taps.iter().map(|t| t.1).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(taps.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn integer_results_round_half_to_even() {
+        let t = to_dtype(&[3], vec![0.5, 1.5, 300.0], DType::U8);
+        assert_eq!(t.to_i64_vec().unwrap(), vec![0, 2, 255]);
+    }
 }

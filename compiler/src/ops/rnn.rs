@@ -498,3 +498,35 @@ impl CausalConv {
         Ok(vec![output, to_tensor(&[b, c, k - 1], state, dt)])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An identity-like RNN (W = 1, R = 0, Affine activation) makes outputs readable.
+    fn echo(direction: Direction) -> Recurrent {
+        let dirs = direction.count();
+        Recurrent { cell: Cell::Rnn, direction, activations: vec![vec![Act::Affine(1.0, 0.0)]; dirs], clip: None, hidden_size: Some(1), batch_major: false }
+    }
+
+    #[test]
+    fn reverse_direction_respects_sequence_lengths() {
+        let x = Tensor::from_vec(&[3, 2, 1], vec![1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0]);
+        let w = Tensor::from_vec(&[1, 1, 1], vec![1.0f32]);
+        let r = Tensor::from_vec(&[1, 1, 1], vec![0.0f32]);
+        let lens = Tensor::from_vec(&[2], vec![3i32, 2]);
+        let out = echo(Direction::Reverse).eval(&[Some(&x), Some(&w), Some(&r), None, Some(&lens)]).unwrap();
+        // Y is [seq, dirs, batch, hidden]: steps past a sequence's end stay zero.
+        assert_eq!(out[0].to_f64_vec(), vec![1.0, 10.0, 2.0, 20.0, 3.0, 0.0]);
+        // A reverse pass ends at t = 0.
+        assert_eq!(out[1].to_f64_vec(), vec![1.0, 10.0]);
+    }
+
+    #[test]
+    fn activation_parameters_are_consumed_in_order() {
+        let (mut a, mut b) = ([0.5, 0.25].into_iter(), [2.0].into_iter());
+        assert_eq!(Act::parse("LeakyRelu", &mut a, &mut b).unwrap(), Act::LeakyRelu(0.5));
+        assert_eq!(Act::parse("Tanh", &mut a, &mut b).unwrap(), Act::Tanh);
+        assert_eq!(Act::parse("HardSigmoid", &mut a, &mut b).unwrap(), Act::HardSigmoid(0.25, 2.0));
+    }
+}
