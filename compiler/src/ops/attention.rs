@@ -72,11 +72,13 @@ pub(crate) fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, O
     }
 }
 
-/// Product of dims with overflow detection.
+/// Element count of a buffer the evaluator allocates; refuses absurd sizes instead of
+/// aborting on allocation.
 pub(crate) fn numel(shape: &[usize]) -> Result<usize, OpError> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= 1 << 28)
         .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
 }
 

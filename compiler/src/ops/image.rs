@@ -64,11 +64,13 @@ impl Semantics for ImageOp {
     }
 }
 
-/// Product of dims with overflow detection.
+/// Element count of a buffer the evaluator allocates; refuses absurd sizes (a bad
+/// attribute or size input) instead of aborting on allocation.
 fn numel(shape: &[usize]) -> Result<usize, OpError> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= 1 << 28)
         .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
 }
 
@@ -484,9 +486,8 @@ impl RoiAlign {
         let (bh, bw) = (q(rh / self.out_h as f64), q(rw / self.out_w as f64));
         let grid = |extent: f64, bins: usize| if self.sampling_ratio > 0 { self.sampling_ratio } else { q(extent / bins as f64).ceil().max(0.0) as usize };
         let (gh, gw) = (grid(rh, self.out_h), grid(rw, self.out_w));
-        if gh.saturating_mul(gw) > 1 << 20 {
-            return Err(OpError::invalid(format!("RoiAlign: a {gh}x{gw} sampling grid per bin is too large")));
-        }
+        // Bounds the sample count (and so the work) of this roi.
+        numel(&[self.out_h, self.out_w, gh, gw])?;
         let mut bins = Vec::with_capacity(self.out_h * self.out_w);
         for ph in 0..self.out_h {
             for pw in 0..self.out_w {

@@ -395,7 +395,7 @@ impl Resize {
         let total = outer
             .checked_mul(p.out)
             .and_then(|v| v.checked_mul(inner))
-            .filter(|&v| v <= 1 << 32)
+            .filter(|&v| v <= 1 << 28)
             .ok_or_else(|| OpError::invalid("Resize: output is too large"))?;
         // An antialiasing kernel spans about 2/scale input pixels.
         if self.antialias && p.scale < 1.0 && 2.0 / p.scale > (1u64 << 20) as f64 {
