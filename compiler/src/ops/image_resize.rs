@@ -33,8 +33,10 @@ pub enum NearestMode {
 pub enum Interp {
     Nearest(NearestMode),
     Linear,
-    /// Keys cubic with coefficient `a`.
-    Cubic(f64),
+    /// Keys cubic with coefficient `a`. The reference holds `a` as a float32 scalar, so
+    /// every coefficient expression involving it is evaluated in float32; that is
+    /// reproduced, since integer outputs round and a last-bit difference can flip them.
+    Cubic(f32),
 }
 
 /// `keep_aspect_ratio_policy`, used with `sizes`.
@@ -92,7 +94,7 @@ impl Resize {
         let interp = match mode.as_str() {
             "nearest" => Interp::Nearest(nearest),
             "linear" => Interp::Linear,
-            "cubic" => Interp::Cubic(ctx.float_or("cubic_coeff_a", -0.75)? as f64),
+            "cubic" => Interp::Cubic(ctx.float_or("cubic_coeff_a", -0.75)?),
             m => return Err(OpError::invalid(format!("Resize: unknown mode '{m}'"))),
         };
         let coord = match ctx.string_or("coordinate_transformation_mode", "half_pixel")?.as_str() {
@@ -369,20 +371,19 @@ impl Resize {
                 normalise(c)
             }
             Interp::Linear => vec![1.0 - ratio, ratio],
-            Interp::Cubic(a) if self.antialias => {
-                let s = scale.min(1.0);
-                let start = (-2.0 / s).floor() as i64 + 1;
-                let c: Vec<f64> = (start..2 - start).map(|i| cubic_kernel(s * (i as f64 - ratio), a)).collect();
-                normalise(c)
-            }
+            Interp::Cubic(a) if self.antialias => cubic_antialias_coeffs(ratio, scale, a),
             Interp::Cubic(a) => {
-                let (r, q) = (ratio, 1.0 - ratio);
-                vec![
-                    ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+                // float32 arithmetic, as in the reference (see `Interp::Cubic`).
+                let (r, q) = (ratio as f32, (1.0 - ratio) as f32);
+                let (r1, q1) = ((ratio + 1.0) as f32, ((1.0 - ratio) + 1.0) as f32);
+                [
+                    ((a * r1 - 5.0 * a) * r1 + 8.0 * a) * r1 - 4.0 * a,
                     ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
                     ((a + 2.0) * q - (a + 3.0)) * q * q + 1.0,
-                    ((a * (q + 1.0) - 5.0 * a) * (q + 1.0) + 8.0 * a) * (q + 1.0) - 4.0 * a,
+                    ((a * q1 - 5.0 * a) * q1 + 8.0 * a) * q1 - 4.0 * a,
                 ]
+                .map(f64::from)
+                .to_vec()
             }
         }
     }
@@ -457,16 +458,42 @@ impl Resize {
     }
 }
 
-/// Keys' cubic convolution kernel.
-fn cubic_kernel(x: f64, a: f64) -> f64 {
-    let x = x.abs();
-    let (x2, x3) = (x * x, x * x * x);
-    if x <= 1.0 {
-        (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
-    } else if x < 2.0 {
-        a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
+/// The antialiased cubic weights, with the reference's mix of precisions: each kernel
+/// value is float32 (it involves `a`) or an exact 0.0 (outside the support); Python's
+/// `sum` of them is float32 once a float32 joins; the array is float64 when any 0.0 is
+/// in it, float32 otherwise.
+fn cubic_antialias_coeffs(ratio: f64, scale: f64, a: f32) -> Vec<f64> {
+    let s = scale.min(1.0);
+    let start = (-2.0 / s).floor() as i64 + 1;
+    let vals: Vec<Option<f32>> = (start..2 - start)
+        .map(|i| {
+            let x = (s * (i as f64 - ratio)).abs();
+            let (x2, x3) = ((x * x) as f32, (x * (x * x)) as f32);
+            if x <= 1.0 {
+                Some((a + 2.0) * x3 - (a + 3.0) * x2 + 1.0)
+            } else if x < 2.0 {
+                Some(a * x3 - 5.0 * a * x2 + 8.0 * a * x as f32 - 4.0 * a)
+            } else {
+                None
+            }
+        })
+        .collect();
+    // Python `sum` starts from int 0; a Python float plus a float32 is a float32.
+    let (mut acc, mut single) = (0.0f64, false);
+    for v in &vals {
+        match v {
+            Some(f) => {
+                acc = (acc as f32 + f) as f64;
+                single = true;
+            }
+            None if single => acc = (acc as f32 + 0.0) as f64,
+            None => {}
+        }
+    }
+    if vals.iter().all(Option::is_some) {
+        vals.iter().map(|v| (v.unwrap_or(0.0) / acc as f32) as f64).collect()
     } else {
-        0.0
+        vals.iter().map(|v| v.map_or(0.0, f64::from) / acc).collect()
     }
 }
 
