@@ -1,6 +1,6 @@
 //! The attention family: `Attention` (opset 23/24), `RotaryEmbedding` (23),
 //! `LinearAttention` (27, in `attention_linear.rs`) and `ai.onnx.preview:FlexAttention`
-//! (without its modifier subgraphs).
+//! (in `attention_flex.rs`).
 //!
 //! All float math is done in f64 on row-major buffers and cast back to the output type
 //! once, at the end: the reference implementation computes in the input type, and f64
@@ -16,13 +16,16 @@ use crate::ir::{DType, Tensor, TypeInfo};
 mod linear;
 pub use linear::LinearAttention;
 
+#[path = "attention_flex.rs"]
+mod flex;
+pub use flex::FlexAttention;
+
 #[derive(Clone, Debug)]
 pub enum AttentionOp {
     Attention(Attention),
     RotaryEmbedding(Rotary),
     LinearAttention(LinearAttention),
-    /// FlexAttention without score_mod/prob_mod is plain 4D attention.
-    FlexAttention(Attention),
+    FlexAttention(FlexAttention),
 }
 
 /// `Some` when this family knows `ctx.op_type` in `ctx.domain`.
@@ -34,7 +37,7 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
     } else if ctx.is("LinearAttention") {
         LinearAttention::parse(ctx).map(AttentionOp::LinearAttention)
     } else if ctx.op_type == "FlexAttention" && ctx.domain == "ai.onnx.preview" {
-        Attention::parse_flex(ctx).map(AttentionOp::FlexAttention)
+        FlexAttention::parse(ctx).map(AttentionOp::FlexAttention)
     } else {
         return None;
     };
@@ -44,14 +47,16 @@ pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
 impl Semantics for AttentionOp {
     fn infer(&self, ctx: &InferCtx) -> Result<Vec<TypeInfo>, OpError> {
         match self {
-            AttentionOp::Attention(a) | AttentionOp::FlexAttention(a) => a.infer(ctx),
+            AttentionOp::Attention(a) => a.infer(ctx),
+            AttentionOp::FlexAttention(f) => f.infer(ctx),
             AttentionOp::RotaryEmbedding(r) => r.infer(ctx),
             AttentionOp::LinearAttention(l) => l.infer(ctx),
         }
     }
     fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         match self {
-            AttentionOp::Attention(a) | AttentionOp::FlexAttention(a) => a.eval(inputs),
+            AttentionOp::Attention(a) => a.eval(inputs),
+            AttentionOp::FlexAttention(f) => f.eval(inputs),
             AttentionOp::RotaryEmbedding(r) => r.eval(inputs),
             AttentionOp::LinearAttention(l) => l.eval(inputs),
         }
@@ -164,25 +169,6 @@ impl Attention {
             qk_output,
             scale: ctx.float("scale")?.map(f64::from),
             softcap: ctx.float_or("softcap", 0.0)? as f64,
-        })
-    }
-
-    /// FlexAttention: 4D only, no mask or cache; the modifier subgraphs would need a
-    /// subgraph evaluator, which this family does not have.
-    fn parse_flex(ctx: &NodeCtx) -> Result<Attention, OpError> {
-        for g in ["score_mod", "prob_mod"] {
-            if ctx.graph(g).is_some() {
-                return Err(OpError::unsupported(format!("FlexAttention with a '{g}' subgraph")));
-            }
-        }
-        check_softmax_precision(ctx)?;
-        Ok(Attention {
-            is_causal: false,
-            q_num_heads: None,
-            kv_num_heads: None,
-            qk_output: QkOutput::Scores,
-            scale: ctx.float("scale")?.map(f64::from),
-            softcap: 0.0,
         })
     }
 
