@@ -64,12 +64,12 @@ impl Semantics for AttentionOp {
 }
 
 /// f64 values written back as a tensor of `dtype`.
-pub(crate) fn f64_tensor(shape: &[usize], data: Vec<f64>, dtype: DType) -> Tensor {
+fn f64_tensor(shape: &[usize], data: Vec<f64>, dtype: DType) -> Tensor {
     Tensor::from_vec(shape, data).cast(dtype)
 }
 
 /// A positive count attribute (heads ...), `None` when absent.
-pub(crate) fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, OpError> {
+fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, OpError> {
     match ctx.int(name)? {
         None => Ok(None),
         Some(v) if v > 0 => Ok(Some(v as usize)),
@@ -79,7 +79,7 @@ pub(crate) fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, O
 
 /// Element count of a buffer the evaluator allocates; refuses absurd sizes instead of
 /// aborting on allocation.
-pub(crate) fn numel(shape: &[usize]) -> Result<usize, OpError> {
+fn numel(shape: &[usize]) -> Result<usize, OpError> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -438,7 +438,7 @@ fn concat_seq(past: Option<&[f64]>, new: &[f64], g: &AttGeom, head: usize) -> Ve
 }
 
 /// Numerically stable softmax; a row of only `-inf` becomes NaN, as in the reference.
-pub(crate) fn softmax_in_place(row: &mut [f64]) {
+fn softmax_in_place(row: &mut [f64]) {
     let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut sum = 0.0;
     for x in row.iter_mut() {

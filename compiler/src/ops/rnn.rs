@@ -19,16 +19,8 @@ pub enum RnnOp {
 
 /// `Some` when this family knows `ctx.op_type` in `ctx.domain`.
 pub fn parse(ctx: &NodeCtx) -> Option<Result<Op, OpError>> {
-    let op = if ctx.is("RNN") {
-        Recurrent::parse(ctx, Cell::Rnn).map(RnnOp::Recurrent)
-    } else if ctx.is("GRU") {
-        let lbr = match ctx.int_or("linear_before_reset", 0) {
-            Ok(v) => v != 0,
-            Err(e) => return Some(Err(e)),
-        };
-        Recurrent::parse(ctx, Cell::Gru { linear_before_reset: lbr }).map(RnnOp::Recurrent)
-    } else if ctx.is("LSTM") {
-        Recurrent::parse(ctx, Cell::Lstm).map(RnnOp::Recurrent)
+    let op = if ctx.is("RNN") || ctx.is("GRU") || ctx.is("LSTM") {
+        Recurrent::parse(ctx).map(RnnOp::Recurrent)
     } else if ctx.is("CausalConvWithState") {
         CausalConv::parse(ctx).map(RnnOp::CausalConvWithState)
     } else {
@@ -190,7 +182,12 @@ struct RnnGeom {
 }
 
 impl Recurrent {
-    fn parse(ctx: &NodeCtx, cell: Cell) -> Result<Recurrent, OpError> {
+    fn parse(ctx: &NodeCtx) -> Result<Recurrent, OpError> {
+        let cell = match ctx.op_type {
+            "RNN" => Cell::Rnn,
+            "GRU" => Cell::Gru { linear_before_reset: ctx.int_or("linear_before_reset", 0)? != 0 },
+            _ => Cell::Lstm,
+        };
         let direction = match ctx.string_or("direction", "forward")?.as_str() {
             "forward" => Direction::Forward,
             "reverse" => Direction::Reverse,
