@@ -20,6 +20,10 @@ pub use linear::LinearAttention;
 mod flex;
 pub use flex::FlexAttention;
 
+#[cfg(test)]
+#[path = "attention_fuzz.rs"]
+mod fuzz;
+
 #[derive(Clone, Debug)]
 pub enum AttentionOp {
     Attention(Attention),
@@ -80,11 +84,14 @@ fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, OpError> {
 /// Element count of a buffer the evaluator allocates; refuses absurd sizes instead of
 /// aborting on allocation.
 fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= 1 << 28)
-        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
+    // Array libraries reject a shape whose non-empty axes overflow, even when another
+    // axis is empty.
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&p| p <= isize::MAX as usize);
+    let n = if shape.contains(&0) { Some(0) } else { nonzero };
+    match (nonzero, n) {
+        (Some(_), Some(n)) if n <= 1 << 28 => Ok(n),
+        _ => Err(OpError::invalid(format!("shape {shape:?} has too many elements"))),
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -67,11 +67,14 @@ impl Semantics for ImageOp {
 /// Element count of a buffer the evaluator allocates; refuses absurd sizes (a bad
 /// attribute or size input) instead of aborting on allocation.
 fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= 1 << 28)
-        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
+    // Array libraries reject a shape whose non-empty axes overflow, even when another
+    // axis is empty.
+    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&p| p <= isize::MAX as usize);
+    let n = if shape.contains(&0) { Some(0) } else { nonzero };
+    match (nonzero, n) {
+        (Some(_), Some(n)) if n <= 1 << 28 => Ok(n),
+        _ => Err(OpError::invalid(format!("shape {shape:?} has too many elements"))),
+    }
 }
 
 /// Row-major strides of `shape`.
@@ -192,7 +195,7 @@ impl GridSample {
                 }
                 if v < lo || v > hi {
                     v = match self.padding {
-                        GridPadding::Border => v.clamp(0.0, len as f64 - 1.0),
+                        GridPadding::Border => v.clamp(0.0, (len as f64 - 1.0).max(0.0)),
                         GridPadding::Reflection => reflect(v, lo, hi),
                         GridPadding::Zeros => v,
                     };
@@ -338,12 +341,19 @@ impl AffineGrid {
         let sp = Self::spatial(theta.shape(), &size)?;
         let nd = sp.len();
         let n = theta.shape()[0];
+        let mut shape = vec![n];
+        shape.extend(&sp);
+        shape.push(nd);
+        let total = numel(&shape)?;
+        if total == 0 {
+            return Ok(vec![Tensor::zeros(theta.dtype(), &shape)]);
+        }
+        let mut out = Vec::with_capacity(total);
         let th = theta.to_f64_vec();
         // Base coordinates per spatial dim, in [-1, 1].
         let base: Vec<Vec<f64>> = sp.iter().map(|&len| self.linspace(len)).collect();
         let points = numel(&sp)?;
         let st = strides(&sp);
-        let mut out = Vec::with_capacity(numel(&[n, points, nd])?);
         for b in 0..n {
             let m = &th[b * nd * (nd + 1)..][..nd * (nd + 1)];
             for p in 0..points {
@@ -355,9 +365,6 @@ impl AffineGrid {
                 }
             }
         }
-        let mut shape = vec![n];
-        shape.extend(&sp);
-        shape.push(nd);
         Ok(vec![Tensor::from_vec(&shape, out).cast(theta.dtype())])
     }
 

@@ -219,12 +219,18 @@ impl Resize {
         }
     }
 
-    fn out_shape(shape: &[usize], plan: &[AxisPlan]) -> Vec<usize> {
+    /// The output shape; refuses shapes whose element count (ignoring empty axes, as
+    /// array libraries do) overflows.
+    fn out_shape(shape: &[usize], plan: &[AxisPlan]) -> Result<Vec<usize>, OpError> {
         let mut out = shape.to_vec();
         for p in plan {
             out[p.axis] = p.out;
         }
-        out
+        let fits = out.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n <= isize::MAX as usize);
+        if !fits {
+            return Err(OpError::invalid(format!("Resize: output shape {out:?} is too large")));
+        }
+        Ok(out)
     }
 
     fn check_dtype(&self, dtype: DType) -> Result<(), OpError> {
@@ -258,7 +264,7 @@ impl Resize {
             None => None,
         };
         let plan = self.plan(&x.shape, scales, sizes)?;
-        Ok(vec![TypeInfo::new(x.dtype, Self::out_shape(&x.shape, &plan))])
+        Ok(vec![TypeInfo::new(x.dtype, Self::out_shape(&x.shape, &plan)?)])
     }
 
     pub(super) fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
@@ -277,6 +283,7 @@ impl Resize {
         let roi = nonempty(roi_slot).map(|t| t.to_f64_vec());
         let shape = x.shape().to_vec();
         let plan = self.plan(&shape, scales, sizes)?;
+        Self::out_shape(&shape, &plan)?;
         let roi_of = self.roi_per_axis(roi.as_deref(), &plan, shape.len())?;
         if self.coord == CoordMode::TfCropAndResize && roi.is_none() {
             return Err(OpError::invalid("Resize: tf_crop_and_resize needs roi"));
@@ -406,6 +413,9 @@ impl Resize {
             return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
         }
         let mut out = vec![0.0; total];
+        if total == 0 {
+            return Ok(out);
+        }
         for o in 0..p.out {
             let taps = match self.source_coord(o as f64, p.scale, in_len, p.out, roi) {
                 Some(x) => self.taps(x, p.scale, in_len),
