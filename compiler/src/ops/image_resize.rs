@@ -130,6 +130,9 @@ impl Resize {
     }
 
     pub(super) fn parse_upsample(ctx: &NodeCtx) -> Result<Resize, OpError> {
+        if ctx.opset < 7 {
+            return Err(OpError::unsupported("Upsample before opset 7 (experimental height_scale/width_scale form)"));
+        }
         let target = if ctx.opset < 9 {
             Target::ScalesAttr(ctx.required("scales", ctx.floats("scales"))?)
         } else {
@@ -143,7 +146,7 @@ impl Resize {
     fn upsample_like(ctx: &NodeCtx, target: Target) -> Result<Resize, OpError> {
         let interp = match ctx.string_or("mode", "nearest")?.as_str() {
             "nearest" => Interp::Nearest(NearestMode::Floor),
-            "linear" | "bilinear" => Interp::Linear,
+            "linear" => Interp::Linear,
             m => return Err(OpError::invalid(format!("{}: unknown mode '{m}'", ctx.op_type))),
         };
         Ok(Resize {
