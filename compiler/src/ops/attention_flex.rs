@@ -1,18 +1,15 @@
 //! `ai.onnx.preview:FlexAttention`: 4D attention whose scores and probabilities may be
-//! rewritten by user subgraphs (`score_mod`, `prob_mod`). The subgraphs are parsed into
-//! typed ops once and run, node by node, by a small interpreter here.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! rewritten by user subgraphs (`score_mod`, `prob_mod`), imported like any subgraph and
+//! run by the reference evaluator.
 
 use onnx_protobuf::GraphProto;
 
 use super::super::util::{expect_dtype, input, FLOATS};
 use super::{f64_tensor, numel, softmax_in_place};
 use crate::error::OpError;
-use crate::front::onnx::{decode_tensor, NodeCtx, MAX_OPSET};
+use crate::front::onnx::{import_subgraph, NodeCtx, SubGraph};
 use crate::ir::{DType, Tensor, TypeInfo};
-use crate::ops::{InferCtx, Op, Semantics};
+use crate::ops::InferCtx;
 
 #[derive(Clone, Debug)]
 pub struct FlexAttention {
@@ -24,22 +21,9 @@ pub struct FlexAttention {
     prob_mod: Option<ModGraph>,
 }
 
-/// A one-input, one-output subgraph.
+/// A one-input, one-output subgraph that reads nothing from outside.
 #[derive(Clone, Debug)]
-pub struct ModGraph {
-    input: String,
-    output: String,
-    initializers: Vec<(String, Arc<Tensor>)>,
-    nodes: Vec<ModNode>,
-}
-
-#[derive(Clone, Debug)]
-struct ModNode {
-    op: Op,
-    /// `None` for an omitted optional input.
-    inputs: Vec<Option<String>>,
-    outputs: Vec<String>,
-}
+pub struct ModGraph(SubGraph);
 
 impl FlexAttention {
     pub(super) fn parse(ctx: &NodeCtx) -> Result<FlexAttention, OpError> {
@@ -130,94 +114,50 @@ impl FlexAttention {
 }
 
 impl ModGraph {
-    /// Parses a modifier subgraph. The preview domain does not say which default-domain
-    /// opset its subgraphs use: the newest edgec reads is assumed.
     fn parse(g: &GraphProto, ctx: &NodeCtx, attr: &str) -> Result<ModGraph, OpError> {
-        let bad = |why: String| OpError::invalid(format!("FlexAttention {attr}: {why}"));
-        let [input] = g.input.as_slice() else { return Err(bad("must have exactly one input".into())) };
-        let [output] = g.output.as_slice() else { return Err(bad("must have exactly one output".into())) };
-        let initializers = g
-            .initializer
-            .iter()
-            .map(|t| decode_tensor(t, ctx.data_dir).map(|v| (t.name.clone(), Arc::new(v))).map_err(|e| bad(e.to_string())))
-            .collect::<Result<_, _>>()?;
-        let nodes = g
-            .node
-            .iter()
-            .map(|n| {
-                let sub = NodeCtx {
-                    name: &n.name,
-                    op_type: &n.op_type,
-                    domain: &n.domain,
-                    opset: MAX_OPSET,
-                    inputs_present: n.input.iter().map(|s| !s.is_empty()).collect(),
-                    outputs_present: n.output.iter().map(|s| !s.is_empty()).collect(),
-                    attrs: &n.attribute,
-                    data_dir: ctx.data_dir,
-                    proto: n,
-                };
-                let op = crate::ops::parse(&sub).map_err(|e| match e {
-                    OpError::Unsupported(m) => OpError::Unsupported(format!("FlexAttention {attr} node {}: {m}", n.op_type)),
-                    other => bad(format!("node {}: {other}", n.op_type)),
-                })?;
-                let inputs = n.input.iter().map(|s| (!s.is_empty()).then(|| s.clone())).collect();
-                Ok(ModNode { op, inputs, outputs: n.output.clone() })
-            })
-            .collect::<Result<_, OpError>>()?;
-        Ok(ModGraph { input: input.name.clone(), output: output.name.clone(), initializers, nodes })
+        let sub = import_subgraph(ctx, g)?;
+        if sub.n_formal_inputs != 1 || sub.graph.outputs.len() != 1 {
+            return Err(OpError::invalid(format!("FlexAttention {attr} must have exactly one input and one output")));
+        }
+        if let Some(name) = sub.captures.first() {
+            return Err(OpError::unsupported(format!("FlexAttention {attr} reads '{name}' from the enclosing graph")));
+        }
+        Ok(ModGraph(sub))
     }
 
     /// Runs the subgraph on `x`; the result must keep `x`'s shape.
     fn run(&self, x: Tensor) -> Result<Tensor, OpError> {
         let shape = x.shape().to_vec();
-        let mut env: HashMap<&str, Arc<Tensor>> = self.initializers.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-        env.insert(&self.input, Arc::new(x));
-        for node in &self.nodes {
-            let args = node
-                .inputs
-                .iter()
-                .map(|i| match i {
-                    None => Ok(None),
-                    Some(name) => env.get(name.as_str()).cloned().map(Some).ok_or_else(|| {
-                        OpError::unsupported(format!("FlexAttention modifier reads '{name}', which is not computed inside it (outer-scope values)"))
-                    }),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let refs: Vec<Option<&Tensor>> = args.iter().map(|a| a.as_deref()).collect();
-            let outs = node.op.eval(&refs)?;
-            for (name, t) in node.outputs.iter().zip(outs) {
-                if !name.is_empty() {
-                    env.insert(name, Arc::new(t));
-                }
-            }
-        }
-        let out = env.remove(self.output.as_str()).ok_or_else(|| OpError::invalid(format!("FlexAttention modifier never computes '{}'", self.output)))?;
+        let out = crate::eval::run(&self.0.graph, &[x])
+            .map_err(|e| OpError::invalid(format!("FlexAttention modifier: {e}")))?
+            .pop()
+            .ok_or_else(|| OpError::invalid("FlexAttention modifier has no output"))?;
         if out.shape() != shape.as_slice() {
             return Err(OpError::invalid(format!("FlexAttention modifier changed the shape {shape:?} to {:?}", out.shape())));
         }
-        Ok(Arc::unwrap_or_clone(out))
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::constant::Constant;
+    use crate::ir::Graph;
 
-    /// A score_mod that ignores the scores and returns a constant: only key 0 is kept.
-    fn keep_first_key() -> ModGraph {
-        let mask = Tensor::from_vec(&[1, 1, 1, 2], vec![0.0f32, f32::NEG_INFINITY]);
-        ModGraph {
-            input: "scores".into(),
-            output: "out".into(),
-            initializers: vec![],
-            nodes: vec![ModNode { op: Op::Constant(Constant(Arc::new(mask))), inputs: vec![], outputs: vec!["out".into()] }],
-        }
+    /// A modifier whose output is the constant `c`, ignoring its input.
+    fn constant_mod(c: Tensor) -> ModGraph {
+        let mut graph = Graph::default();
+        let input = graph.add_value("scores");
+        graph.inputs.push(input);
+        let out = graph.add_constant("out", c);
+        graph.outputs.push(out);
+        ModGraph(SubGraph { graph, n_formal_inputs: 1, captures: vec![] })
     }
 
     #[test]
     fn score_mod_rewrites_the_scores_before_softmax() {
-        let flex = FlexAttention { scale: None, precision: None, score_mod: Some(keep_first_key()), prob_mod: None };
+        let mask = Tensor::from_vec(&[1, 1, 1, 2], vec![0.0f32, f32::NEG_INFINITY]);
+        let flex = FlexAttention { scale: None, precision: None, score_mod: Some(constant_mod(mask)), prob_mod: None };
         let q = Tensor::from_vec(&[1, 1, 1, 2], vec![1.0f32, 2.0]);
         let k = Tensor::from_vec(&[1, 1, 2, 2], vec![3.0f32, 4.0, 5.0, 6.0]);
         let v = Tensor::from_vec(&[1, 1, 2, 1], vec![7.0f32, 8.0]);
@@ -226,13 +166,8 @@ mod tests {
     }
 
     #[test]
-    fn modifier_reads_initializers_and_checks_the_shape() {
-        let g = ModGraph {
-            input: "x".into(),
-            output: "c".into(),
-            initializers: vec![("c".into(), Arc::new(Tensor::from_vec(&[2], vec![1.0f32, 2.0])))],
-            nodes: vec![],
-        };
+    fn modifier_must_keep_the_shape() {
+        let g = constant_mod(Tensor::from_vec(&[2], vec![1.0f32, 2.0]));
         assert_eq!(g.run(Tensor::from_vec(&[2], vec![0.0f32, 0.0])).unwrap().to_f64_vec(), vec![1.0, 2.0]);
         assert!(g.run(Tensor::from_vec(&[3], vec![0.0f32; 3])).is_err());
     }
