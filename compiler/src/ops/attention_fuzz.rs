@@ -120,6 +120,8 @@ fn random_inputs_never_panic() {
                 attrs: &attrs,
                 data_dir: &dir,
                 proto: &proto,
+                outer: None,
+                opsets: None,
             };
             let Ok(parsed) = parse(&ctx) else { continue };
             let types: Vec<Option<TypeInfo>> = inputs.iter().map(|t| t.as_ref().map(Tensor::type_info)).collect();
