@@ -153,7 +153,7 @@ fn run_case(dir: &Path, filter: Option<&str>, name: &str, target: &str) -> Optio
             if filter.is_some_and(|f| !name.contains(f)) {
                 return None;
             }
-            return Some(("?".into(), classify(&e)));
+            return Some(("(model not loaded)".into(), classify(&e)));
         }
     };
     let op = case_op(&model, name);
