@@ -116,14 +116,7 @@ pub fn imul(a: Expr, k: i64) -> Expr {
     }
 }
 
-/// Row-major strides of `shape`.
-pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
+pub use crate::ops::util::strides;
 
 /// The linear index of `ix` in a row-major tensor of `shape`.
 pub fn linear(shape: &[usize], ix: &[Expr]) -> Expr {

@@ -6,7 +6,7 @@
 //! once, at the end: the reference implementation computes in the input type, and f64
 //! stays within the conformance tolerance of it.
 
-use super::util::{expect_dtype, input, opt_input, FLOATS};
+use super::util::{alloc_numel as numel, expect_dtype, input, opt_input, FLOATS};
 use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
@@ -81,18 +81,6 @@ fn opt_positive(ctx: &NodeCtx, name: &str) -> Result<Option<usize>, OpError> {
     }
 }
 
-/// Element count of a buffer the evaluator allocates; refuses absurd sizes instead of
-/// aborting on allocation.
-fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    // Array libraries reject a shape whose non-empty axes overflow, even when another
-    // axis is empty.
-    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&p| p <= isize::MAX as usize);
-    let n = if shape.contains(&0) { Some(0) } else { nonzero };
-    match (nonzero, n) {
-        (Some(_), Some(n)) if n <= 1 << 28 => Ok(n),
-        _ => Err(OpError::invalid(format!("shape {shape:?} has too many elements"))),
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // Attention

@@ -4,7 +4,7 @@
 //! Float math is done in f64 and cast back once; index selection follows the reference
 //! implementation step by step, since a different rounding picks a different pixel.
 
-use super::util::{expect_dtype, input, opt_input, FLOATS};
+use super::util::{alloc_numel as numel, expect_dtype, input, opt_input, strides, FLOATS};
 use super::{InferCtx, Op, Semantics};
 use crate::error::OpError;
 use crate::front::onnx::NodeCtx;
@@ -64,27 +64,6 @@ impl Semantics for ImageOp {
     }
 }
 
-/// Element count of a buffer the evaluator allocates; refuses absurd sizes (a bad
-/// attribute or size input) instead of aborting on allocation.
-fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    // Array libraries reject a shape whose non-empty axes overflow, even when another
-    // axis is empty.
-    let nonzero = shape.iter().filter(|&&d| d != 0).try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&p| p <= isize::MAX as usize);
-    let n = if shape.contains(&0) { Some(0) } else { nonzero };
-    match (nonzero, n) {
-        (Some(_), Some(n)) if n <= 1 << 28 => Ok(n),
-        _ => Err(OpError::invalid(format!("shape {shape:?} has too many elements"))),
-    }
-}
-
-/// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
 
 // ---------------------------------------------------------------------------------
 // GridSample

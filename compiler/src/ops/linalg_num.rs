@@ -69,22 +69,7 @@ pub fn round_to(d: DType, v: f64) -> f64 {
     }
 }
 
-/// Element count of `shape`, an error when it overflows.
-pub fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
-}
-
-/// Row-major strides of `shape`.
-pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
+pub use crate::ops::util::{numel, strides};
 
 /// Shapes of a numpy `matmul`: 1-D operands are promoted (and the added axis dropped
 /// from the result).

@@ -277,13 +277,7 @@ fn int_bounds(dtype: DType) -> (i128, i128) {
     }
 }
 
-/// The element count of `shape`, or an error when it overflows.
-pub(super) fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
-}
+pub(super) use super::util::numel;
 
 /// `(outer, n, inner)` for lanes along `axis`: element `(o, i, j)` sits at
 /// `(o * n + i) * inner + j`.

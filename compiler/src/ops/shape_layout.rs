@@ -115,22 +115,7 @@ impl IntsArg {
     }
 }
 
-/// Element count of `shape`, guarded against overflow.
-pub fn numel(shape: &[usize]) -> Result<usize, OpError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
-}
-
-/// Row-major strides of `shape`, in elements.
-pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1].saturating_mul(shape[i + 1]);
-    }
-    s
-}
+pub use crate::ops::util::{numel, strides};
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.
 pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize]) -> Result<(), OpError>) -> Result<(), OpError> {

@@ -90,3 +90,37 @@ pub fn expect_dtype(what: &str, t: &TypeInfo, allowed: &[DType]) -> Result<(), O
 
 /// Every float type with a Rust element type.
 pub const FLOATS: &[DType] = &[DType::F32, DType::F64, DType::F16, DType::BF16];
+
+/// Element count of `shape`, an error when it overflows.
+pub fn numel(shape: &[usize]) -> Result<usize, OpError> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| OpError::invalid(format!("shape {shape:?} has too many elements")))
+}
+
+/// Element count of a buffer the evaluator is about to allocate: refuses absurd sizes
+/// (from a bad attribute or size input) instead of aborting on allocation. Array
+/// libraries reject a shape whose non-empty axes overflow even when another axis is
+/// empty, so that is an error too.
+pub fn alloc_numel(shape: &[usize]) -> Result<usize, OpError> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&p| p <= isize::MAX as usize);
+    let n = if shape.contains(&0) { Some(0) } else { nonzero };
+    match (nonzero, n) {
+        (Some(_), Some(n)) if n <= 1 << 28 => Ok(n),
+        _ => Err(OpError::invalid(format!("shape {shape:?} has too many elements"))),
+    }
+}
+
+/// Row-major strides of `shape`, in elements.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1].saturating_mul(shape[i + 1]);
+    }
+    s
+}
