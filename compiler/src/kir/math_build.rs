@@ -182,6 +182,9 @@ pub(super) fn and(a: Expr, b: Expr) -> Expr {
 pub(super) fn or(a: Expr, b: Expr) -> Expr {
     bin(BinOp::Or, a, b)
 }
+pub(super) fn xor(a: Expr, b: Expr) -> Expr {
+    bin(BinOp::Xor, a, b)
+}
 pub(super) fn neg(a: Expr) -> Expr {
     Expr::Unary(UnOp::Neg, Box::new(a))
 }

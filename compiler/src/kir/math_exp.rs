@@ -7,7 +7,7 @@
 //! bits. log: `x = 2^k·(1+f)` with `1+f` in [√½, √2), then fdlibm's
 //! `log(1+f) = f − f²/2 + s·(f²/2 + R(s²))`, `s = f/(2+f)`.
 
-use super::build::{abs, add, and, bin, div, eq, floor, fma, gt, lt, mul, ne, neg, or, select, sqrt, sub, Fb};
+use super::build::{abs, add, and, bin, div, eq, floor, fma, gt, lt, mul, ne, neg, or, select, sqrt, sub, xor, Fb};
 use super::coeffs::{EXPM1_32, EXPM1_64, LOG_32, LOG_64};
 use crate::kir::{BinOp, Expr, Lit, Ty};
 
@@ -224,7 +224,7 @@ impl Fb<'_> {
         let inf_case = select(and(xneg, yodd), neg(t.clone()), t);
         let r = select(eq(ax.clone(), inf.clone()), inf_case, r);
         // y = ±inf: 1 for |x| = 1, inf when (|x| < 1) == (y < 0), else 0.
-        let big = select(eq(lt(ax.clone(), self.c(1.0)), yneg), inf.clone(), zero);
+        let big = select(xor(lt(ax.clone(), self.c(1.0)), yneg), zero, inf.clone());
         let yinf_case = select(eq(ax.clone(), self.c(1.0)), self.c(1.0), big);
         let r = select(eq(abs(y.clone()), inf), yinf_case, r);
         let r = select(or(ne(x.clone(), x.clone()), ne(y.clone(), y.clone())), add(x.clone(), y.clone()), r);
