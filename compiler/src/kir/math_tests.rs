@@ -244,6 +244,17 @@ fn pow() {
                 ys.push(y);
             }
         }
+        // Results near overflow and underflow, where `y·log x` is large and an
+        // unextended log would lose ~10 bits.
+        let extremes: &[(f64, f64)] = if dtype == DType::F64 {
+            &[(10.0, 308.0), (10.0, -307.5), (1.0000001, 7.09e9), (0.5, 1074.0), (2.0, -1074.0), (2.0, 1024.0), (3.7, 543.21), (0.9999, -7e6), (1.5, -1836.1)]
+        } else {
+            &[(2.0, 127.9), (10.0, 38.0), (2.0, -149.0), (1.0001, 8.8e5), (3.7, 67.8), (0.99, -8800.0), (1.5, -250.0)]
+        };
+        for &(x, y) in extremes {
+            xs.push(x);
+            ys.push(y);
+        }
         // Dense: x in (0, 10], y in [-40, 40], plus negative x with integer y.
         for i in 0..200 {
             for j in 0..200 {
