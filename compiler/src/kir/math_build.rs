@@ -97,13 +97,13 @@ impl<'a> Fb<'a> {
         Expr::Bitcast(self.ity(), Box::new(x))
     }
 
-    pub fn from_bits(&self, x: Expr) -> Expr {
+    pub fn of_bits(&self, x: Expr) -> Expr {
         Expr::Bitcast(self.ty, Box::new(x))
     }
 
     /// `2^n` for an integer `n` in the normal exponent range.
     pub fn pow2(&self, n: Expr) -> Expr {
-        self.from_bits(bin(BinOp::Shl, add(n, self.i(self.bias())), self.i(self.mant())))
+        self.of_bits(bin(BinOp::Shl, add(n, self.i(self.bias())), self.i(self.mant())))
     }
 
     /// `v · 2^n` for `n` up to twice the exponent range, in two exact steps, so results
@@ -120,7 +120,7 @@ impl<'a> Fb<'a> {
         let sign_bit = if self.is_f64() { i64::MIN } else { i32::MIN as i64 };
         let m = bin(BinOp::And, self.bits(mag), self.i(!sign_bit));
         let s = bin(BinOp::And, self.bits(sign), self.i(sign_bit));
-        self.from_bits(bin(BinOp::Or, m, s))
+        self.of_bits(bin(BinOp::Or, m, s))
     }
 
     /// `(n as float, n as integer)` for `n = round(v)`, |v| < 2^22 (f32) / 2^51 (f64), by

@@ -14,8 +14,8 @@ use crate::kir::{BinOp, Expr, Lit, Ty};
 /// ln2 split for Cody–Waite: `n·LN2_HI` is exact for the `n` each precision needs.
 const LN2_HI_32: f64 = 0.693145751953125;
 const LN2_LO_32: f64 = 1.4286068203094173e-06;
-const LN2_HI_64: f64 = 6.93147180369123816490e-01;
-const LN2_LO_64: f64 = 1.90821492927058770002e-10;
+const LN2_HI_64: f64 = 0.6931471803691238;
+const LN2_LO_64: f64 = 1.9082149292705877e-10;
 
 impl Fb<'_> {
     fn ln2_hi(&self) -> Expr {
@@ -83,7 +83,7 @@ impl Fb<'_> {
         let k = sub(bin(BinOp::Shr, ix.clone(), self.i(self.mant())), self.i(self.bias()));
         let k = sub(k, select(tiny, self.i(sub_k), self.i(0)));
         let kf = self.let_(Expr::Cast(self.ty, Box::new(k)));
-        let m = self.from_bits(add(and(ix, self.i(mask)), self.i(sqrt_half)));
+        let m = self.of_bits(add(and(ix, self.i(mask)), self.i(sqrt_half)));
         let f = self.let_(sub(m, self.c(1.0)));
         (kf, f)
     }

@@ -321,3 +321,19 @@ fn placement() {
         assert!(ulps32(*w as f32, *g as f32) <= 4, "{want:?} vs {got:?}");
     }
 }
+
+/// Transcendentals on non-float operands (a malformed program) are left for the backend
+/// to reject, without panicking.
+#[test]
+fn non_float_operands_are_left_alone() {
+    let mut p = program(DType::I32, 2, |a, b| e::add(e::un(UnOp::Exp, a.clone()), e::bin(BinOp::Pow, a, b)));
+    let before = p.kernels[0].body.clone();
+    expand(&mut p);
+    assert_eq!(p.kernels[0].body, before);
+    // Mixed-type Pow and an unknown variable: also untouched.
+    let mut p = program(DType::F32, 2, |a, _| e::bin(BinOp::Pow, a, e::f64(2.0)));
+    p.kernels[0].body.push(Stmt::Set { var: Var(99), value: e::un(UnOp::Log, e::var(Var(98))) });
+    let before = p.kernels[0].body.clone();
+    expand(&mut p);
+    assert_eq!(p.kernels[0].body, before);
+}
