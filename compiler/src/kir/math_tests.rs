@@ -289,12 +289,47 @@ fn pow_constant_exponents() {
     }
 }
 
-/// The f32 exp expansion, for docs/math.md (`cargo test -p edgec --lib print_exp -- --nocapture`).
+/// The f32 exp expansion and every expansion's size, for docs/math.md
+/// (`cargo test -p edgec --lib print_expansions -- --nocapture`).
 #[test]
-fn print_exp() {
+fn print_expansions() {
     let mut p = program(DType::F32, 4, |a, _| e::un(UnOp::Exp, a));
     expand(&mut p);
     println!("{p}");
+    fn size(e: &Expr) -> usize {
+        1 + match e {
+            Expr::Lit(_) | Expr::Var(_) => return 0,
+            Expr::Load { index, .. } => size(index),
+            Expr::Unary(_, a) | Expr::Cast(_, a) | Expr::Bitcast(_, a) => size(a),
+            Expr::Binary(_, a, b) => size(a) + size(b),
+            Expr::Select(a, b, c) | Expr::Fma(a, b, c) => size(a) + size(b) + size(c),
+        }
+    }
+    let ops = [
+        UnOp::Exp, UnOp::Log, UnOp::Tanh, UnOp::Erf, UnOp::Sin, UnOp::Cos, UnOp::Tan, UnOp::Atan,
+        UnOp::Asin, UnOp::Acos, UnOp::Sinh, UnOp::Cosh, UnOp::Asinh, UnOp::Acosh, UnOp::Atanh,
+    ];
+    for dtype in [DType::F32, DType::F64] {
+        let mut line = format!("{dtype} operations:");
+        let mut count = |name: String, f: &dyn Fn(Expr, Expr) -> Expr| {
+            let mut p = program(dtype, 4, f);
+            expand(&mut p);
+            let Stmt::Loop { body, .. } = &p.kernels[0].body[0] else { unreachable!("one loop") };
+            let n: usize = body
+                .iter()
+                .map(|s| match s {
+                    Stmt::Set { value, .. } | Stmt::Store { value, .. } => size(value),
+                    _ => 0,
+                })
+                .sum();
+            line += &format!(" {name} {}", n - 1);
+        };
+        for op in ops {
+            count(format!("{op:?}"), &|a, _| e::un(op, a));
+        }
+        count("Pow".into(), &|a, b| e::bin(BinOp::Pow, a, b));
+        println!("{line}");
+    }
 }
 
 /// Calls inside an `If` condition, inside a loop body, and nested calls all expand in
