@@ -197,6 +197,9 @@ pub(super) fn sqrt(a: Expr) -> Expr {
 pub(super) fn floor(a: Expr) -> Expr {
     Expr::Unary(UnOp::Floor, Box::new(a))
 }
+pub(super) fn trunc(a: Expr) -> Expr {
+    Expr::Unary(UnOp::Trunc, Box::new(a))
+}
 pub(super) fn select(c: Expr, a: Expr, b: Expr) -> Expr {
     Expr::Select(Box::new(c), Box::new(a), Box::new(b))
 }

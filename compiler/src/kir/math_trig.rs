@@ -3,12 +3,14 @@
 //!
 //! Reduction: `x = n·π/2 + r`, |r| ≤ π/4, with π/2 split in parts short enough that each
 //! `n·part` is exact (Cody–Waite). f64 uses fdlibm's three 33-bit parts: accurate for
-//! `n < 2^20`, i.e. |x| < 1.6e6. f32 uses four 8-bit parts and a 24-bit tail: accurate
-//! for `n < 2^16`, i.e. |x| < 1.0e5. Beyond that the reduced argument loses accuracy
+//! `n < 2^20`, i.e. |x| < 1.6e6. f32 uses four 8-bit parts and a 24-bit tail, with `n`
+//! split in two so every `n·part` is exact; it is accurate for |x| < 1.6e6 too (there
+//! `n`, from the f32 product `x·2/π`, can be off by one from the nearest, so |r| reaches
+//! 0.95 and the f32 kernels are fitted up to 0.95). Beyond that the reduced argument loses accuracy
 //! (no Payne–Hanek reduction); sin and cos are clamped to [-1, 1] so the result stays in
 //! range.
 
-use super::build::{abs, add, and, div, eq, gt, max, min, mul, neg, select, sqrt, sub, Fb};
+use super::build::{abs, add, and, div, eq, gt, max, min, mul, neg, select, sqrt, sub, trunc, Fb};
 use super::coeffs::{ASIN_32, ASIN_64, ATAN_32, ATAN_64, COS_32, COS_64, SIN_32, SIN_64};
 use crate::kir::{Expr, Ty};
 
@@ -42,12 +44,24 @@ impl Fb<'_> {
         let (nf, n) = self.round_int(mul(x.clone(), self.c(std::f64::consts::FRAC_2_PI)));
         let ity = self.ity();
         let q = self.let_ty(ity, and(n, self.i(3)));
-        let parts: &[f64] = if self.is_f64() { &PIO2_64 } else { &PIO2_32 };
         let mut r = x;
-        for &p in parts {
-            r = self.let_(sub(r, mul(nf.clone(), self.c(p))));
+        if self.is_f64() {
+            for p in PIO2_64 {
+                r = self.let_(sub(r, mul(nf.clone(), self.c(p))));
+            }
+            return (q, r);
         }
-        (q, r)
+        // f32: n = n_hi + n_lo with |n_lo| < 2^8, so `n_hi·part` (≤ 14 + 8 bits) and
+        // `n_lo·part` are exact for every 8-bit part; the first subtractions are then exact
+        // (their results are representable), the later ones round at |r|'s scale.
+        // (Split toward zero, so both halves have n's sign and the subtractions cancel.)
+        let n_hi = self.let_(mul(trunc(mul(nf.clone(), self.c(1.0 / 256.0))), self.c(256.0)));
+        let n_lo = self.let_(sub(nf.clone(), n_hi.clone()));
+        let (tail, chunks) = PIO2_32.split_last().expect("π/2 has parts");
+        for &p in chunks {
+            r = self.let_(sub(sub(r, mul(n_hi.clone(), self.c(p))), mul(n_lo.clone(), self.c(p))));
+        }
+        (q, self.let_(sub(r, mul(nf, self.c(*tail)))))
     }
 
     /// `(sin r, cos r)` for |r| ≤ π/4.
