@@ -210,7 +210,8 @@ fn run_set(model: &edgec::front::onnx::Model, set: &Path, target: &str) -> Resul
 /// Compiles to KIR (static shapes required) and interprets it.
 fn run_kir(g: &edgec::ir::Graph, bindings: &Bindings, inputs: &[edgec::ir::Tensor]) -> Result<Vec<edgec::ir::Tensor>, Outcome> {
     let prepared = prepare(g.clone(), bindings).map_err(|e| classify(&e))?;
-    let program = edgec::lower::lower(&prepared).map_err(|e| classify(&e))?;
+    let mut program = edgec::lower::lower(&prepared).map_err(|e| classify(&e))?;
+    edgec::kir::math::expand(&mut program);
     edgec::kir::interp::run(&program, inputs).map_err(|stop| match stop {
         edgec::kir::interp::Stop::Fail(code) => Outcome::Failed(format!("the program failed with code {code}")),
         edgec::kir::interp::Stop::Bug(why) => Outcome::Failed(format!("malformed KIR: {why}")),

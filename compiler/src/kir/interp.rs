@@ -190,11 +190,14 @@ impl Machine<'_> {
             }
             Expr::Unary(op, a) => unary(*op, self.expr(a, vars)?).map_err(Stop::Bug)?,
             Expr::Binary(op, a, b) => binary(*op, self.expr(a, vars)?, self.expr(b, vars)?).map_err(Stop::Bug)?,
+            // Both sides are evaluated, as the backends' branch-free selects do: a load
+            // that is only in bounds when the condition holds belongs under an `If`.
             Expr::Select(c, a, b) => {
-                if self.expr(c, vars)?.as_bool().map_err(Stop::Bug)? {
-                    self.expr(a, vars)?
+                let (c, a, b) = (self.expr(c, vars)?.as_bool().map_err(Stop::Bug)?, self.expr(a, vars)?, self.expr(b, vars)?);
+                if c {
+                    a
                 } else {
-                    self.expr(b, vars)?
+                    b
                 }
             }
             Expr::Cast(t, a) => cast(*t, self.expr(a, vars)?),
