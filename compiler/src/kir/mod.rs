@@ -201,7 +201,9 @@ pub enum Expr {
     Load { buf: BufId, index: Box<Expr> },
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    /// `cond ? a : b`; `cond` is Bool.
+    /// `cond ? a : b`; `cond` is Bool. Both sides are evaluated (backends emit
+    /// branch-free selects), so each must be safe on its own: a load that is only in
+    /// bounds when `cond` holds belongs under a `Stmt::If`, or needs a clamped index.
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
     /// Numeric conversion (C semantics; float → int truncates, NaN → 0 by the lowering's care).
     Cast(Ty, Box<Expr>),
