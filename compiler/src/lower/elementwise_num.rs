@@ -142,7 +142,7 @@ fn div_rem_u64(k: &mut KernelBuilder, a: Expr, b: Expr) -> (Expr, Expr) {
     let big_q = bool_to(Ty::I64, cmp(n, BinOp::Ge, a.clone(), b.clone()));
     let q = e::select(eq(b.clone(), zero.clone()), zero.clone(), e::select(big, big_q, small_q));
     let q = k.let_(Ty::I64, q);
-    let r = e::sub(a, e::mul(e::var(q), b));
+    let r = e::select(eq(b.clone(), zero.clone()), zero, e::sub(a, e::mul(e::var(q), b)));
     (e::var(q), r)
 }
 
