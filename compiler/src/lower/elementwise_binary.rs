@@ -9,7 +9,7 @@ use super::elementwise_num::{and, cmp, div_rem, float_to_int, lit, min_max, ne, 
 use crate::error::OpError;
 use crate::ir::DType;
 use crate::kir::build::KernelBuilder;
-use crate::kir::{e, BinOp, Expr, Ty};
+use crate::kir::{e, BinOp, Expr, Lit, Ty};
 use crate::ops::elementwise::{Binary, Compare, Variadic};
 
 /// `op(a, b)` for two variables of type `n` (Pow: see [`pow`]).
@@ -82,6 +82,11 @@ fn pow_float_type(base: DType, exp: DType) -> Option<Ty> {
 /// `a ^ b` for a base of type `nb` and an exponent of type `ne`; the result has the
 /// base's type.
 pub fn pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
+    // `x ^ 2` (frequent in decomposed norms) is one correctly rounded multiplication,
+    // the value the reference's `powf` rounds to; `BinOp::Pow` would expand to exp/log.
+    if nb.is_float() && is_two(&b) {
+        return e::mul(a.clone(), a);
+    }
     match pow_float_type(nb.dtype, ne.dtype) {
         Some(t) => {
             let r = e::bin(BinOp::Pow, to_float(nb, t, a), to_float(ne, t, b));
@@ -123,6 +128,16 @@ fn int_pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
     let minus_one = e::select(odd_exp, lit(t, -1.0), lit(t, 1.0));
     let negative = e::select(is(a.clone(), 1.0), lit(t, 1.0), e::select(is(a, -1.0), minus_one, lit(t, 0.0)));
     e::select(e::bin(BinOp::Lt, b, lit(ne.ty, 0.0)), negative, e::var(acc))
+}
+
+fn is_two(x: &Expr) -> bool {
+    match x {
+        Expr::Lit(Lit::F32(v)) => *v == 2.0,
+        Expr::Lit(Lit::F64(v)) => *v == 2.0,
+        Expr::Lit(Lit::I32(v)) => *v == 2,
+        Expr::Lit(Lit::I64(v)) => *v == 2,
+        _ => false,
+    }
 }
 
 fn ne_zero(t: Ty, x: Expr) -> Expr {

@@ -142,3 +142,15 @@ fn broadcasting_and_nan() {
         check(ElementwiseOp::Unary(u), vec![a.clone()]);
     }
 }
+
+#[test]
+fn constant_scalars_become_literals() {
+    let a = v(vec![u64::MAX, 1 << 63, 12]);
+    check(ElementwiseOp::Binary(Binary::Div), vec![a.clone(), Tensor::from_vec(&[], vec![(1u64 << 63) + 5])]);
+    check(ElementwiseOp::Binary(Binary::Mod { fmod: false }), vec![v(vec![-7i16, 7, i16::MIN]), v(vec![-1i16])]);
+    let x = Tensor::from_vec(&[2, 2], vec![-1.5f32, 0.25, f32::NAN, 4.0]);
+    let clip = ElementwiseOp::Clip(crate::ops::elementwise::ClipBounds::Inputs);
+    check(clip, vec![x.clone(), Tensor::from_vec(&[], vec![0.0f32]), Tensor::from_vec(&[], vec![1.0f32])]);
+    check(ElementwiseOp::Binary(Binary::Pow), vec![x.clone(), Tensor::from_vec(&[], vec![2i64])]);
+    check(ElementwiseOp::Binary(Binary::Pow), vec![x, Tensor::from_vec(&[], vec![2.0f32])]);
+}
