@@ -58,25 +58,22 @@ fn python_mod_fix(n: Num, r: Expr, b: Expr) -> Expr {
     e::select(differs, e::add(r.clone(), b), r)
 }
 
-/// Where `Pow` computes, as numpy promotes the base's and the exponent's types
-/// (`ops::elementwise_math::pow_promote`): a float type, or `None` for exact integer
-/// powers in the base's type.
-fn pow_float_type(base: DType, exp: DType) -> Option<Ty> {
-    let wide = |d: DType| d == DType::F64;
-    match (base.is_float(), exp.is_float()) {
-        (true, true) => Some(if wide(base) || wide(exp) { Ty::F64 } else { Ty::F32 }),
-        (false, false) => {
-            let mixed_u64 = (base == DType::U64 && exp.is_signed_int()) || (exp == DType::U64 && base.is_signed_int());
-            mixed_u64.then_some(Ty::F64)
-        }
-        _ => {
-            let (i, f) = if base.is_float() { (exp, base) } else { (base, exp) };
-            match (f, i.bits()) {
-                (DType::F16 | DType::BF16, 8) | (DType::F16 | DType::BF16 | DType::F32, 16) | (DType::F32, 8) => Some(Ty::F32),
-                _ => Some(Ty::F64),
-            }
-        }
+/// Where `Pow` computes: a float base in its own type (`F32` for f32/f16/bf16, as all
+/// float math of those tensors; numpy would promote e.g. f32 ^ i64 to f64, a difference
+/// far inside the tolerance). An integer base keeps numpy's promotion
+/// (`ops::elementwise_math::pow_promote`), since its result is truncated back to an
+/// integer and needs the precision: a float type, or `None` for exact integer powers.
+fn pow_float_type(base: Num, exp: Num) -> Option<Ty> {
+    if base.is_float() {
+        return Some(base.ty);
     }
+    if exp.is_float() {
+        let narrow = matches!(exp.dtype, DType::F16 | DType::BF16 | DType::F32) && base.dtype.bits() <= 16;
+        return Some(if narrow { Ty::F32 } else { Ty::F64 });
+    }
+    let (b, e) = (base.dtype, exp.dtype);
+    let mixed_u64 = (b == DType::U64 && e.is_signed_int()) || (e == DType::U64 && b.is_signed_int());
+    mixed_u64.then_some(Ty::F64)
 }
 
 /// `a ^ b` for a base of type `nb` and an exponent of type `ne`; the result has the
@@ -87,7 +84,7 @@ pub fn pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
     if nb.is_float() && is_two(&b) {
         return e::mul(a.clone(), a);
     }
-    match pow_float_type(nb.dtype, ne.dtype) {
+    match pow_float_type(nb, ne) {
         Some(t) => {
             let r = e::bin(BinOp::Pow, to_float(nb, t, a), to_float(ne, t, b));
             if nb.is_float() {
