@@ -154,3 +154,40 @@ fn constant_scalars_become_literals() {
     check(ElementwiseOp::Binary(Binary::Pow), vec![x.clone(), Tensor::from_vec(&[], vec![2i64])]);
     check(ElementwiseOp::Binary(Binary::Pow), vec![x, Tensor::from_vec(&[], vec![2.0f32])]);
 }
+
+/// Every float unary op on every float type, within the contract's tolerance for f32
+/// and f64, and 4 units in the last place (relative, and absolute near 0) for f16/bf16:
+/// KIR computes those in f32 and rounds once, the reference rounds after every step
+/// (numpy computing in f16), so compound activations (Mish, Gelu ...) drift by a few
+/// ulps, or more where the reference cancels (Gelu's `1 + tanh` near -1) — KIR being
+/// the closer to the exact value.
+#[test]
+fn float_unaries_within_tolerance() {
+    use Unary::*;
+    let ops = [
+        Neg, Abs, Sign, Relu, Ceil, Floor, Round, Sqrt, Reciprocal, Exp, Log, Tanh, Sigmoid, Cos, Sin, Tan, Acos, Asin,
+        Atan, Acosh, Asinh, Atanh, Cosh, Sinh, Erf, Softplus, Softsign, Mish, HardSwish, LeakyRelu { alpha: 0.1 },
+        Elu { alpha: 1.5 }, Selu { alpha: 1.67, gamma: 1.05 }, Celu { alpha: 2.0 }, ThresholdedRelu { alpha: 0.5 },
+        HardSigmoid { alpha: 0.2, beta: 0.5 }, Shrink { bias: 0.25, lambd: 0.5 }, Gelu { tanh: false },
+        Gelu { tanh: true }, Swish { alpha: 1.0 },
+    ];
+    let xs = vec![-3.5, -1.0, -0.25, 0.0, 0.3, 0.9, 2.5, 7.0, f64::NAN];
+    for dtype in [DType::F32, DType::F64, DType::F16, DType::BF16] {
+        let x = Tensor::from_vec(&[xs.len()], xs.clone()).cast(dtype);
+        for u in ops {
+            let op = ElementwiseOp::Unary(u);
+            let want = op.eval(&[Some(&x)]).expect("reference evaluates");
+            let got = run_kir(&op, std::slice::from_ref(&x), &want);
+            let (g, w) = (got[0].to_f64_vec(), want[0].to_f64_vec());
+            let (atol, rtol) = match dtype {
+                DType::F16 => (4.0 * 2f64.powi(-10), 4.0 * 2f64.powi(-10)),
+                DType::BF16 => (4.0 * 2f64.powi(-7), 4.0 * 2f64.powi(-7)),
+                _ => (1e-4, 1e-3),
+            };
+            for (a, b) in g.iter().zip(&w) {
+                let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
+                assert!(ok, "{u:?} on {dtype}: got {g:?}, want {w:?}");
+            }
+        }
+    }
+}
