@@ -102,11 +102,15 @@ pub fn pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
     }
 }
 
-/// Integer power by squaring over every bit of the exponent, wrapping like numpy.
+/// Integer power by squaring over every bit of the exponent (unrolled for a constant
+/// one), wrapping like numpy.
 /// A negative exponent (an error in the reference) gives the truncated real power:
 /// 1 for a base of 1, ±1 for -1, else 0.
 fn int_pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
     let t = nb.ty;
+    if let Some(p) = int_lit(&b).filter(|&p| p >= 0) {
+        return const_pow(t, k, a, p);
+    }
     let acc = k.let_(t, lit(t, 1.0));
     let base = k.let_(t, a.clone());
     let ex = k.let_(ne.ty, b.clone());
@@ -125,6 +129,32 @@ fn int_pow(nb: Num, ne: Num, k: &mut KernelBuilder, a: Expr, b: Expr) -> Expr {
     let minus_one = e::select(odd_exp, lit(t, -1.0), lit(t, 1.0));
     let negative = e::select(is(a.clone(), 1.0), lit(t, 1.0), e::select(is(a, -1.0), minus_one, lit(t, 0.0)));
     e::select(e::bin(BinOp::Lt, b, lit(ne.ty, 0.0)), negative, e::var(acc))
+}
+
+/// `a ^ p` for a constant `p >= 0`: the squarings unrolled at compile time.
+fn const_pow(t: Ty, k: &mut KernelBuilder, a: Expr, mut p: i64) -> Expr {
+    let (mut acc, mut base) = (None, a);
+    while p > 0 {
+        if p & 1 == 1 {
+            acc = Some(match acc {
+                None => base.clone(),
+                Some(acc) => e::mul(acc, base.clone()),
+            });
+        }
+        p >>= 1;
+        if p > 0 {
+            base = e::var(k.let_(t, e::mul(base.clone(), base)));
+        }
+    }
+    acc.unwrap_or_else(|| lit(t, 1.0))
+}
+
+fn int_lit(x: &Expr) -> Option<i64> {
+    match x {
+        Expr::Lit(Lit::I32(v)) => Some(*v as i64),
+        Expr::Lit(Lit::I64(v)) => Some(*v),
+        _ => None,
+    }
 }
 
 fn is_two(x: &Expr) -> bool {

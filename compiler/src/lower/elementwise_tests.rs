@@ -111,6 +111,9 @@ fn integer_powers_wrap() {
     let a = v(vec![3i32, -2, 1, -1, -1, 5, 0]);
     let b = v(vec![40i32, 7, 1000, 3, 4, 0, 0]);
     check(ElementwiseOp::Binary(Binary::Pow), vec![a, b]);
+    for p in [0i32, 1, 5, 31] {
+        check(ElementwiseOp::Binary(Binary::Pow), vec![v(vec![3i32, -2, 7]), v(vec![p])]);
+    }
     let a = v(vec![3u8, 255, 2]);
     let b = v(vec![5u8, 2, 9]);
     check(ElementwiseOp::Binary(Binary::Pow), vec![a, b]);
