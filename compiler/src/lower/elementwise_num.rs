@@ -112,10 +112,10 @@ pub fn bool_to(ty: Ty, b: Expr) -> Expr {
 /// trap are replaced before dividing, so the machine instruction is always safe.
 /// Operands must be variables or literals (they are used several times).
 pub fn div_rem(k: &mut KernelBuilder, n: Num, a: Expr, b: Expr) -> (Expr, Expr) {
-    let zero = n.lit(0.0);
     if n.is_u64() {
         return div_rem_u64(k, a, b);
     }
+    let zero = n.lit(0.0);
     let minus_one = n.lit(-1.0);
     let trap = or(eq(b.clone(), zero.clone()), eq(b.clone(), minus_one.clone()));
     let safe = k.let_(n.ty, e::select(trap, n.lit(1.0), b.clone()));
