@@ -546,6 +546,10 @@ fn scan_along(k: &mut KernelBuilder, x: &Operand, y: &Operand, xt: Ty, axis: usi
 }
 
 #[cfg(test)]
+#[path = "reduce_conformance.rs"]
+mod conformance;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::kir::interp::{self, Val};
