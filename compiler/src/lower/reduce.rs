@@ -234,7 +234,18 @@ struct Fold {
     acc_ty: Ty,
     init: Expr,
     step: Box<dyn Fn(Expr, Expr) -> Expr>,
-    finish: Box<dyn Fn(Expr) -> Expr>,
+    /// `None` when the accumulator is the result.
+    finish: Option<Box<dyn Fn(Expr) -> Expr>>,
+}
+
+impl Fold {
+    /// The reduction's value from the final accumulator.
+    fn result(&self, acc: Expr) -> Expr {
+        match &self.finish {
+            Some(f) => f(acc),
+            None => acc,
+        }
+    }
 }
 
 fn lower_reduce(r: &Reduce, cx: &mut LowerCx, x: &Operand, axes: Option<&[i64]>, y: &Operand) -> Result<(), OpError> {
@@ -253,82 +264,112 @@ fn lower_reduce(r: &Reduce, cx: &mut LowerCx, x: &Operand, axes: Option<&[i64]>,
         log_sum_exp(&mut k, &g, x, y)?;
     } else {
         let fold = fold(r.kind, x.ty.dtype, xt, g.size())?;
-        g.for_groups(&mut k, |k, grp| {
-            let acc = k.let_(fold.acc_ty, fold.init.clone());
-            g.for_elems(k, grp, |k, _, i| k.set(acc, (fold.step)(e::var(acc), e::load(x.buf, i))));
-            k.store(y.buf, grp.out.clone(), (fold.finish)(e::var(acc)));
-        });
+        if g.size() > 1 && g.mask.last() == Some(&false) {
+            reduce_in_memory(cx, &mut k, &g, &fold, x, y);
+        } else {
+            g.for_groups(&mut k, |k, grp| {
+                let acc = k.let_(fold.acc_ty, fold.init.clone());
+                g.for_elems(k, grp, |k, _, i| k.set(acc, (fold.step)(e::var(acc), e::load(x.buf, i))));
+                k.store(y.buf, grp.out.clone(), fold.result(e::var(acc)));
+            });
+        }
     }
     cx.emit(k.finish());
     Ok(())
 }
 
+/// A reduction whose innermost dim is kept would walk memory with a stride if each
+/// group were folded in turn. Instead the input is walked row-major and folded into
+/// one accumulator per output element, so the inner loop is contiguous in both; the
+/// accumulators are the output itself when it stores their type exactly, else scratch.
+fn reduce_in_memory(cx: &mut LowerCx, k: &mut KernelBuilder, g: &Groups, fold: &Fold, x: &Operand, y: &Operand) {
+    let acc_dtype = match fold.acc_ty {
+        Ty::F32 => DType::F32,
+        Ty::F64 => DType::F64,
+        Ty::I32 => DType::I32,
+        Ty::Bool => DType::Bool,
+        Ty::I64 | Ty::Index => DType::I64,
+    };
+    let direct = y.ty.dtype == acc_dtype;
+    let acc = if direct { y.buf } else { cx.scratch("acc", acc_dtype, vec![y.len()]) };
+    // Output strides over the input's dims (0 along the reduced ones).
+    let keep: Vec<usize> = g.shape.iter().zip(&g.mask).map(|(&d, &m)| if m { 1 } else { d }).collect();
+    let ost: Vec<usize> = strides(&keep).into_iter().zip(&g.mask).map(|(s, &m)| if m { 0 } else { s }).collect();
+    k.for_(y.len(), |k, i| k.store(acc, i, fold.init.clone()));
+    k.for_shape(&g.shape, |k, ix| {
+        let o = strided(&ost, ix);
+        k.store(acc, o.clone(), (fold.step)(e::load(acc, o), e::load(x.buf, linear(&g.shape, ix))));
+    });
+    if !direct || fold.finish.is_some() {
+        k.for_(y.len(), |k, i| k.store(y.buf, i.clone(), fold.result(e::load(acc, i))));
+    }
+}
+
 fn fold(kind: ReduceKind, dtype: DType, xt: Ty, n: usize) -> Result<Fold, OpError> {
     use ReduceKind::*;
-    let f = |acc_ty, init, step: Box<dyn Fn(Expr, Expr) -> Expr>, finish: Box<dyn Fn(Expr) -> Expr>| {
+    let f = |acc_ty, init, step: Box<dyn Fn(Expr, Expr) -> Expr>, finish: Option<Box<dyn Fn(Expr) -> Expr>>| {
         Ok(Fold { acc_ty, init, step, finish })
     };
-    let id = || -> Box<dyn Fn(Expr) -> Expr> { Box::new(|a| a) };
     let sum = || -> Box<dyn Fn(Expr, Expr) -> Expr> { Box::new(e::add) };
     if xt == Ty::Bool {
         return match kind {
-            Max => f(Ty::Bool, e::bool(false), Box::new(or), id()),
-            Min => f(Ty::Bool, e::bool(true), Box::new(and), id()),
+            Max => f(Ty::Bool, e::bool(false), Box::new(or), None),
+            Min => f(Ty::Bool, e::bool(true), Box::new(and), None),
             _ => Err(OpError::unsupported(format!("{kind:?} reduction on bool"))),
         };
     }
     if xt.is_float() {
         let lit = move |v: f64| flit(xt, v);
         return match kind {
-            Sum => f(xt, lit(0.0), sum(), id()),
-            Mean => f(xt, lit(0.0), sum(), Box::new(move |a| e::div(a, lit(n as f64)))),
-            Prod => f(xt, lit(1.0), Box::new(e::mul), id()),
-            Max => f(xt, lit(f64::NEG_INFINITY), Box::new(|a, x| e::bin(BinOp::Max, a, x)), id()),
-            Min => f(xt, lit(f64::INFINITY), Box::new(|a, x| e::bin(BinOp::Min, a, x)), id()),
-            L1 => f(xt, lit(0.0), Box::new(|a, x| e::add(a, e::un(UnOp::Abs, x))), id()),
-            L2 => f(xt, lit(0.0), Box::new(|a, x| e::fma(x.clone(), x, a)), Box::new(|a| e::un(UnOp::Sqrt, a))),
-            SumSquare => f(xt, lit(0.0), Box::new(|a, x| e::fma(x.clone(), x, a)), id()),
-            LogSum => f(xt, lit(0.0), sum(), Box::new(|a| e::un(UnOp::Log, a))),
+            Sum => f(xt, lit(0.0), sum(), None),
+            Mean => f(xt, lit(0.0), sum(), Some(Box::new(move |a| e::div(a, lit(n as f64))))),
+            Prod => f(xt, lit(1.0), Box::new(e::mul), None),
+            Max => f(xt, lit(f64::NEG_INFINITY), Box::new(|a, x| e::bin(BinOp::Max, a, x)), None),
+            Min => f(xt, lit(f64::INFINITY), Box::new(|a, x| e::bin(BinOp::Min, a, x)), None),
+            L1 => f(xt, lit(0.0), Box::new(|a, x| e::add(a, e::un(UnOp::Abs, x))), None),
+            L2 => f(xt, lit(0.0), Box::new(|a, x| e::fma(x.clone(), x, a)), Some(Box::new(|a| e::un(UnOp::Sqrt, a)))),
+            SumSquare => f(xt, lit(0.0), Box::new(|a, x| e::fma(x.clone(), x, a)), None),
+            LogSum => f(xt, lit(0.0), sum(), Some(Box::new(|a| e::un(UnOp::Log, a)))),
             LogSumExp => Err(OpError::invalid("LogSumExp takes two passes")),
         };
     }
     match kind {
-        Sum => f(xt, ilit(xt, 0), sum(), id()),
+        Sum => f(xt, ilit(xt, 0), sum(), None),
         // numpy divides the (wrapped) sum in floating point and truncates back.
         Mean => f(
             xt,
             ilit(xt, 0),
             sum(),
-            Box::new(move |a| {
+            Some(Box::new(move |a| {
                 if n == 0 {
                     ilit(xt, 0)
                 } else {
                     e::cast(xt, e::div(e::cast(Ty::F64, wrap_to(dtype, xt, a)), e::f64(n as f64)))
                 }
-            }),
+            })),
         ),
-        Prod => f(xt, ilit(xt, 1), Box::new(e::mul), id()),
-        Max => f(xt, int_bounds(dtype, xt).0, Box::new(|a, x| e::bin(BinOp::Max, a, x)), id()),
-        Min => f(xt, int_bounds(dtype, xt).1, Box::new(|a, x| e::bin(BinOp::Min, a, x)), id()),
-        L1 => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::un(UnOp::Abs, x))), id()),
-        SumSquare => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::mul(x.clone(), x))), id()),
+        Prod => f(xt, ilit(xt, 1), Box::new(e::mul), None),
+        Max => f(xt, int_bounds(dtype, xt).0, Box::new(|a, x| e::bin(BinOp::Max, a, x)), None),
+        Min => f(xt, int_bounds(dtype, xt).1, Box::new(|a, x| e::bin(BinOp::Min, a, x)), None),
+        L1 => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::un(UnOp::Abs, x))), None),
+        SumSquare => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::mul(x.clone(), x))), None),
         // numpy squares in the element type (wrapping), sums in 64 bits, and takes the
         // root in floating point; a negative sum (from wrapped squares) gives 0.
         L2 => f(
             Ty::I64,
             e::i64(0),
             Box::new(move |a, x| e::add(a, e::cast(Ty::I64, wrap_to(dtype, xt, e::mul(x.clone(), x))))),
-            Box::new(move |a| {
+            Some(Box::new(move |a| {
                 let r = e::un(UnOp::Sqrt, e::cast(Ty::F64, a));
                 e::cast(xt, e::select(is_nan(r.clone()), e::f64(0.0), r))
-            }),
+            })),
         ),
         // Computed in f64 and truncated back, as the evaluator does.
         LogSum => f(
             Ty::F64,
             e::f64(0.0),
             Box::new(|a, x| e::add(a, e::cast(Ty::F64, x))),
-            Box::new(move |a| e::cast(xt, e::un(UnOp::Log, a))),
+            Some(Box::new(move |a| e::cast(xt, e::un(UnOp::Log, a)))),
         ),
         LogSumExp => Err(OpError::invalid("LogSumExp takes two passes")),
     }
