@@ -211,6 +211,21 @@ fn wrap_to(dtype: DType, ty: Ty, v: Expr) -> Expr {
     }
 }
 
+/// A key that orders integers of `dtype` by signed comparison: u64 values live in
+/// I64 with their top bit as sign, so flipping it restores their order.
+fn int_key(dtype: DType, v: Expr) -> Expr {
+    if dtype == DType::U64 { e::bin(BinOp::Xor, v, e::i64(i64::MIN)) } else { v }
+}
+
+/// The larger (`cmp` = Gt) or smaller (Lt) of two integers of `dtype`.
+fn int_extreme(dtype: DType, cmp: BinOp, a: Expr, x: Expr) -> Expr {
+    match (dtype, cmp) {
+        (DType::U64, _) => e::select(e::bin(cmp, int_key(dtype, x.clone()), int_key(dtype, a.clone())), x, a),
+        (_, BinOp::Gt) => e::bin(BinOp::Max, a, x),
+        _ => e::bin(BinOp::Min, a, x),
+    }
+}
+
 /// The value range of an integer type, as `ty` literals (for max/min over nothing).
 fn int_bounds(dtype: DType, ty: Ty) -> (Expr, Expr) {
     let (lo, hi) = match dtype {
@@ -349,8 +364,8 @@ fn fold(kind: ReduceKind, dtype: DType, xt: Ty, n: usize) -> Result<Fold, OpErro
             })),
         ),
         Prod => f(xt, ilit(xt, 1), Box::new(e::mul), None),
-        Max => f(xt, int_bounds(dtype, xt).0, Box::new(|a, x| e::bin(BinOp::Max, a, x)), None),
-        Min => f(xt, int_bounds(dtype, xt).1, Box::new(|a, x| e::bin(BinOp::Min, a, x)), None),
+        Max => f(xt, int_bounds(dtype, xt).0, Box::new(move |a, x| int_extreme(dtype, BinOp::Gt, a, x)), None),
+        Min => f(xt, int_bounds(dtype, xt).1, Box::new(move |a, x| int_extreme(dtype, BinOp::Lt, a, x)), None),
         L1 => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::un(UnOp::Abs, x))), None),
         SumSquare => f(xt, ilit(xt, 0), Box::new(|a, x| e::add(a, e::mul(x.clone(), x))), None),
         // numpy squares in the element type (wrapping), sums in 64 bits, and takes the
@@ -416,13 +431,14 @@ pub(super) fn better(ty: Ty, max: bool, last: bool, cand: Expr, best: Expr) -> E
 
 /// Emits, inside a group loop, the search for the group's extreme along `axis`;
 /// returns the Index variable holding its position.
-fn arg_extreme(k: &mut KernelBuilder, g: &Groups, grp: &Group, x: BufId, xt: Ty, axis: usize, max: bool, last: bool) -> Var {
+#[allow(clippy::too_many_arguments)]
+fn arg_extreme(k: &mut KernelBuilder, g: &Groups, grp: &Group, x: BufId, (dtype, xt): (DType, Ty), axis: usize, max: bool, last: bool) -> Var {
     let bi = k.let_(Ty::Index, e::idx(0));
     let bv = k.let_(xt, e::load(x, grp.base.clone()));
     g.for_elems(k, grp, |k, ix, i| {
         let c = k.let_(xt, e::load(x, i));
         k.if_(
-            better(xt, max, last, e::var(c), e::var(bv)),
+            better(xt, max, last, int_key(dtype, e::var(c)), int_key(dtype, e::var(bv))),
             |k| {
                 k.set(bi, ix[axis].clone());
                 k.set(bv, e::var(c));
@@ -447,7 +463,7 @@ fn lower_arg(cx: &mut LowerCx, x: &Operand, y: &Operand, max: bool, axis: usize,
     let g = Groups::along(x.shape(), axis);
     let mut k = cx.kernel("");
     g.for_groups(&mut k, |k, grp| {
-        let bi = arg_extreme(k, &g, grp, x.buf, xt, axis, max, last);
+        let bi = arg_extreme(k, &g, grp, x.buf, (x.ty.dtype, xt), axis, max, last);
         k.store(y.buf, grp.out.clone(), e::cast(Ty::I64, e::var(bi)));
     });
     cx.emit(k.finish());
@@ -459,12 +475,12 @@ fn lower_arg(cx: &mut LowerCx, x: &Operand, y: &Operand, max: bool, axis: usize,
 
 /// An integer key ordering floats like `total_cmp` (the evaluator's sort order):
 /// negative floats get their magnitude bits flipped so signed comparison of the bits
-/// orders them; integers are their own key.
-fn sort_key(ty: Ty, v: Expr) -> Expr {
+/// orders them; integers use [`int_key`].
+fn sort_key(dtype: DType, ty: Ty, v: Expr) -> Expr {
     let (it, shift, mag) = match ty {
         Ty::F32 => (Ty::I32, 31, i32::MAX as i64),
         Ty::F64 => (Ty::I64, 63, i64::MAX),
-        _ => return v,
+        _ => return int_key(dtype, v),
     };
     let bits = Expr::Bitcast(it, Box::new(v));
     let sign = e::bin(BinOp::Shr, bits.clone(), ilit(it, shift));
@@ -497,10 +513,10 @@ fn lower_topk(cx: &mut LowerCx, x: &Operand, outs: &[Option<Operand>], k: i64, a
         let out_base = strided(&ost, &grp.ix);
         g.for_elems(kb, grp, |kb, ix, i| {
             let v = kb.let_(xt, e::load(x.buf, i));
-            let key = kb.let_(key_ty, sort_key(xt, e::var(v)));
+            let key = kb.let_(key_ty, sort_key(x.ty.dtype, xt, e::var(v)));
             let rank = kb.let_(Ty::Index, e::idx(0));
             g.for_elems(kb, grp, |kb, jx, j| {
-                let kj = sort_key(xt, e::load(x.buf, j));
+                let kj = sort_key(x.ty.dtype, xt, e::load(x.buf, j));
                 let before = e::bin(if largest { BinOp::Gt } else { BinOp::Lt }, kj.clone(), e::var(key));
                 let tie = and(e::bin(BinOp::Eq, kj, e::var(key)), e::bin(BinOp::Lt, jx[a].clone(), ix[a].clone()));
                 kb.set(rank, e::add(e::var(rank), e::select(or(before, tie), e::idx(1), e::idx(0))));
@@ -612,12 +628,19 @@ mod tests {
         let xs = [f32::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-30, 3.0, f32::INFINITY, f32::NAN];
         let keys: Vec<i64> = xs
             .iter()
-            .map(|&v| match eval(e::cast(Ty::I64, sort_key(Ty::F32, e::f32(v)))) {
+            .map(|&v| match eval(e::cast(Ty::I64, sort_key(DType::F32, Ty::F32, e::f32(v)))) {
                 Val::I64(k) => k,
                 v => panic!("{v:?}"),
             })
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    }
+
+    #[test]
+    fn u64_extremes_compare_unsigned() {
+        let big = e::i64(u64::MAX as i64);
+        assert_eq!(eval(int_extreme(DType::U64, BinOp::Gt, e::i64(1), big.clone())), Val::I64(-1));
+        assert_eq!(eval(int_extreme(DType::U64, BinOp::Lt, e::i64(1), big)), Val::I64(1));
     }
 
     #[test]
