@@ -95,7 +95,6 @@ fn twiddle_index(a: Expr, b: Expr, n: usize) -> Expr {
 /// Input `[outer..., len, inner..., c]` (`c` 1 = real, 2 = complex), transformed along
 /// `axis` with length `n` (zero-padded or truncated). The inverse one-sided transform
 /// sums over the Hermitian extension of the half spectrum and keeps the real part.
-#[allow(clippy::too_many_arguments)]
 fn lower_dft(cx: &mut LowerCx, x: &Operand, y: &Operand, axis: i64, length: Option<i64>, inverse: bool, onesided: bool) -> Result<(), OpError> {
     let ft = float_ty(x)?;
     let shape = x.shape();
