@@ -166,6 +166,10 @@ impl Params {
 
 /// One softmax-like op over each group of `x` into `y` (both of float type `ft`).
 fn softmax(k: &mut KernelBuilder, g: &Groups, kind: SoftmaxKind, x: BufId, y: BufId, ft: Ty) {
+    if g.size() == 0 {
+        // Empty groups: nothing to write (and no first element to start a search at).
+        return;
+    }
     g.for_groups(k, |k, grp| {
         if kind == SoftmaxKind::Hardmax {
             // One-hot at the first maximum (the first NaN if any), counted in the
