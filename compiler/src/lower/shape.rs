@@ -11,6 +11,9 @@
 
 #[path = "shape_pad.rs"]
 mod pad;
+#[cfg(test)]
+#[path = "shape_tests.rs"]
+mod tests;
 #[path = "shape_util.rs"]
 pub(super) mod util;
 
