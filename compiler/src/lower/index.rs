@@ -40,7 +40,8 @@ pub fn lower(op: &IndexOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Op
         IndexOp::TensorScatter { circular, axis } => {
             tensor_scatter(cx, x, input(ins, 1)?, opt_input(ins, 2), out, *axis, *circular)
         }
-        IndexOp::Compress { .. } | IndexOp::NonZero | IndexOp::Unique { .. } => {
+        IndexOp::Compress { axis } => compress(cx, ins, out, *axis),
+        IndexOp::NonZero | IndexOp::Unique { .. } => {
             Err(OpError::unsupported("an output shape that depends on input values"))
         }
     }
@@ -100,6 +101,39 @@ fn slice(cx: &mut LowerCx, ins: &[Option<Operand>], out: &Operand, args: [&IntsA
     }
     let mut k = cx.kernel("");
     copy_nest(&mut k, out.shape(), Access { buf: x.buf, base, coeffs: src }, Access::dense(out.buf, out.shape()));
+    cx.emit(k.finish());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Compress
+
+/// The condition is a constant (it decides the output shape): each run of consecutive
+/// kept positions along the axis (of the flattened input without an axis) is one slab
+/// copy, so no per-element table is needed.
+fn compress(cx: &mut LowerCx, ins: &[Option<Operand>], out: &Operand, axis: Option<i64>) -> Result<(), OpError> {
+    let x = input(ins, 0)?;
+    let cond = konst_ints(ins, 1, "condition")?.ok_or_else(|| OpError::invalid("Compress needs a condition"))?;
+    let (shape, a) = match axis {
+        Some(axis) => (x.shape().to_vec(), norm_axis(axis, x.shape().len())?),
+        None => (vec![x.len()], 0),
+    };
+    let picked: Vec<usize> = cond.iter().enumerate().filter(|(_, &c)| c != 0).map(|(i, _)| i).collect();
+    let mut oshape = shape.clone();
+    oshape[a] = picked.len();
+    if picked.last().is_some_and(|&i| i >= shape[a]) || oshape.iter().product::<usize>() != out.len() {
+        return Err(OpError::invalid("Compress condition does not match the output"));
+    }
+    let (st, ost) = (coeffs(&shape), coeffs(&oshape));
+    let mut k = cx.kernel("");
+    let mut done = 0;
+    for run in picked.chunk_by(|p, q| p + 1 == *q) {
+        let mut space = oshape.clone();
+        space[a] = run.len();
+        let src = Access { buf: x.buf, base: run[0] as i64 * st[a], coeffs: st.clone() };
+        copy_nest(&mut k, &space, src, Access { buf: out.buf, base: done * ost[a], coeffs: ost.clone() });
+        done += run.len() as i64;
+    }
     cx.emit(k.finish());
     Ok(())
 }

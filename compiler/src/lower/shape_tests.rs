@@ -178,3 +178,116 @@ fn add_scalar(t: &crate::ir::Tensor, v: i64) -> crate::ir::Tensor {
     let vals: Vec<i64> = t.to_i64_vec().expect("integer indices").into_iter().map(|x| x + v).collect();
     crate::ir::Tensor::from_vec(t.shape(), vals).cast(t.dtype())
 }
+
+// ---------------------------------------------------------------------------------
+// Single ops lowered directly, against their reference evaluation: for ops the
+// node tests only reach folded (all-constant) or with runtime shape inputs.
+
+use crate::ir::{DType, Tensor};
+use crate::kir::{BufKind, Program};
+use crate::lower::{copy, LowerCx, Operand};
+use crate::ops::index::IndexOp;
+use crate::ops::shape::{PadMode, PadValue, ShapeOp};
+use crate::ops::shape::layout::IntsArg;
+use crate::ops::{Op, Semantics};
+
+/// Lowers `op` on `ins` (`true`: a constant operand) and compares the interpreter's
+/// outputs with the reference evaluation.
+fn lower_vs_eval(op: Op, ins: &[(Tensor, bool)]) {
+    let refs: Vec<Option<&Tensor>> = ins.iter().map(|(t, _)| Some(t)).collect();
+    let want = match &op {
+        Op::Shape(o) => o.eval(&refs),
+        Op::Index(o) => o.eval(&refs),
+        _ => unreachable!("shape and index ops only"),
+    }
+    .expect("the reference evaluates");
+    let mut prog = Program::default();
+    let mut runtime = Vec::new();
+    let operands: Vec<Option<Operand>> = ins
+        .iter()
+        .map(|(t, konst)| {
+            let kind = if *konst { BufKind::Weight(Arc::new(t.clone())) } else { BufKind::Input(runtime.len()) };
+            if !konst {
+                runtime.push(t.clone());
+            }
+            let buf = prog.add_buffer("in", t.dtype(), t.shape().to_vec(), kind);
+            Some(Operand { buf, ty: t.type_info(), konst: konst.then(|| Arc::new(t.clone())) })
+        })
+        .collect();
+    let outs: Vec<Option<Operand>> = want
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let buf = prog.add_buffer("out", t.dtype(), t.shape().to_vec(), BufKind::Output(k));
+            Some(Operand { buf, ty: t.type_info(), konst: None })
+        })
+        .collect();
+    let mut cx = LowerCx { prog: &mut prog, name: "node".into(), aliases: Vec::new() };
+    super::super::lower_op(&op, &mut cx, &operands, &outs).expect("lowers");
+    for (o, i) in std::mem::take(&mut cx.aliases) {
+        let (src, dst) = (operands[i].as_ref().unwrap(), outs[o].as_ref().unwrap());
+        let k = copy::copy_kernel("alias", src.buf, dst.buf, dst.len());
+        cx.emit(k);
+    }
+    let got = interp::run(&prog, &runtime).expect("runs");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.dtype(), w.dtype());
+        compare(g, w, CONTRACT).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    }
+}
+
+fn iota(shape: &[usize]) -> Tensor {
+    let n = shape.iter().product::<usize>();
+    Tensor::from_vec(shape, (0..n).map(|i| i as f32 * 0.5 - 3.0).collect::<Vec<f32>>())
+}
+
+#[test]
+fn generated_tensors() {
+    for (s, l, d) in [(1.0f32, 4.0f32, 0.5f32), (10.0, 1.0, -3.0)] {
+        lower_vs_eval(Op::Shape(ShapeOp::Range), &[(Tensor::scalar(s), false), (Tensor::scalar(l), true), (Tensor::scalar(d), false)]);
+    }
+    lower_vs_eval(Op::Shape(ShapeOp::Range), &[(Tensor::scalar(7i32), false), (Tensor::scalar(-5i32), true), (Tensor::scalar(-3i32), false)]);
+    for k in [-2, 0, 1, 5] {
+        let op = Op::Shape(ShapeOp::EyeLike { k, dtype: Some(DType::I32) });
+        lower_vs_eval(op, &[(iota(&[3, 4]), false)]);
+    }
+    let value = Arc::new(Tensor::from_vec(&[1], vec![-7i64]));
+    lower_vs_eval(Op::Shape(ShapeOp::ConstantOfShape { value }), &[(Tensor::from_vec(&[2], vec![2i64, 3]), true)]);
+}
+
+#[test]
+fn trilu_with_runtime_k() {
+    for (upper, k) in [(true, -1i64), (false, 2), (true, 9)] {
+        lower_vs_eval(Op::Shape(ShapeOp::Trilu { upper }), &[(iota(&[2, 3, 4]), false), (Tensor::scalar(k), false)]);
+    }
+}
+
+#[test]
+fn pads_beyond_one_period_and_cropping() {
+    for mode in [PadMode::Reflect, PadMode::Edge, PadMode::Wrap, PadMode::Constant] {
+        for pads in [vec![0i64, 7, 1, -1], vec![2, -1, 0, 5]] {
+            let op = Op::Shape(ShapeOp::Pad { mode, pads: IntsArg::Input(1), value: PadValue::Input(2), axes: IntsArg::Attr(None) });
+            let ins = [(iota(&[3, 4]), false), (Tensor::from_vec(&[4], pads.clone()), true), (Tensor::scalar(2.5f32), false)];
+            lower_vs_eval(op, &ins);
+        }
+    }
+}
+
+#[test]
+fn compress_runs() {
+    let cond = Tensor::from_vec(&[5], vec![true, true, false, true, false]);
+    for axis in [Some(1), None] {
+        lower_vs_eval(Op::Index(IndexOp::Compress { axis }), &[(iota(&[2, 5]), false), (cond.clone(), true)]);
+    }
+}
+
+#[test]
+fn bitcasts() {
+    let f = Tensor::from_vec(&[3], vec![1.5f32, -0.0, f32::MAX]);
+    let u = Tensor::from_vec(&[3], vec![0u32, 0x8000_0000, 0x7f80_0001]);
+    let b = Tensor::from_vec(&[2], vec![true, false]);
+    let d = Tensor::from_vec(&[2], vec![-1i64, 0x3ff0_0000_0000_0000]);
+    for (x, to) in [(f, DType::U32), (u.clone(), DType::F32), (u, DType::I32), (b, DType::U8), (d, DType::F64)] {
+        lower_vs_eval(Op::Shape(ShapeOp::BitCast { to }), &[(x, false)]);
+    }
+}
