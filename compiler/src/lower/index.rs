@@ -10,7 +10,7 @@
 //! value-dependent output shapes: they only compile when folded away.
 
 use super::shape::util::{
-    affine, checked_index, coeffs, copy_into, copy_nest, ge, input, konst_ints, lit, lt, opt_input, or, output,
+    affine, checked_index, coeffs, copy_into, copy_nest, ge, input, konst_ints, lit, lt, opt_input, or, output, times,
     Access, ERR_INDEX_OUT_OF_RANGE,
 };
 use super::{LowerCx, Operand};
@@ -221,12 +221,12 @@ fn gather_nd(cx: &mut LowerCx, x: &Operand, ind: &Operand, out: &Operand, b: usi
         let t = affine(0, ix, &[tuples as i64, 1]);
         let mut src = affine(0, &ix[..1], &[batch_stride]);
         for j in 0..m {
-            let raw = e::load(ind.buf, affine(j as i64, &[t.clone()], &[m as i64]));
+            let raw = e::load(ind.buf, iadd(e::idx(j as i64), times(t.clone(), m as i64)));
             let pos = checked_index(k, raw, xs[b + j]);
-            src = iadd(src, affine(0, &[pos], &[st[b + j]]));
+            src = iadd(src, times(pos, st[b + j]));
         }
         let src = e::var(k.let_(Ty::Index, src));
-        let dst = affine(0, &[t], &[slab as i64]);
+        let dst = times(t, slab as i64);
         k.for_(slab, |k, i| {
             let v = e::load(x.buf, iadd(src.clone(), i.clone()));
             k.store(out.buf, iadd(dst.clone(), i), v);
@@ -314,12 +314,12 @@ fn scatter_nd(
     k.for_(tuples, |k, t| {
         let mut dst = e::idx(0);
         for j in 0..m {
-            let raw = e::load(ind.buf, affine(j as i64, &[t.clone()], &[m as i64]));
+            let raw = e::load(ind.buf, iadd(e::idx(j as i64), times(t.clone(), m as i64)));
             let pos = checked_index(k, raw, xs[j]);
-            dst = iadd(dst, affine(0, &[pos], &[st[j]]));
+            dst = iadd(dst, times(pos, st[j]));
         }
         let dst = e::var(k.let_(Ty::Index, dst));
-        let src = affine(0, &[t], &[slab as i64]);
+        let src = times(t, slab as i64);
         k.for_(slab, |k, i| {
             let v = e::load(upd.buf, iadd(src.clone(), i.clone()));
             combine(k, out.buf, ty, iadd(dst.clone(), i), v, r);
@@ -343,7 +343,8 @@ fn tensor_scatter(
 ) -> Result<(), OpError> {
     let (cs, us) = (cache.shape(), upd.shape());
     let a = norm_axis(axis, cs.len())?;
-    let fits = a > 0 && cs.len() == us.len() && (0..cs.len()).all(|i| if i == a { us[i] <= cs[i] } else { us[i] == cs[i] });
+    let fits =
+        a > 0 && cs.len() == us.len() && (0..cs.len()).all(|i| if i == a { us[i] <= cs[i] } else { us[i] == cs[i] });
     if !fits || write.is_some_and(|w| w.len() != cs[0]) {
         return Err(OpError::invalid(format!("TensorScatter: update {us:?} does not fit cache {cs:?} on axis {a}")));
     }
@@ -427,14 +428,16 @@ fn reverse_sequence(
     k.for_(batches, |k, bi| {
         let len = k.let_(Ty::Index, e::cast(Ty::Index, e::load(lens.buf, bi.clone())));
         let l = e::var(len);
-        k.if_(or(lt(l.clone(), e::idx(0)), e::bin(BinOp::Gt, l.clone(), e::idx(steps as i64))), |k| {
-            k.fail(ERR_INDEX_OUT_OF_RANGE)
-        }, |_| {});
+        k.if_(
+            or(lt(l.clone(), e::idx(0)), e::bin(BinOp::Gt, l.clone(), e::idx(steps as i64))),
+            |k| k.fail(ERR_INDEX_OUT_OF_RANGE),
+            |_| {},
+        );
         k.for_(steps, |k, ti| {
             let rev = e::sub(e::sub(l.clone(), e::idx(1)), ti.clone());
             let from = e::var(k.let_(Ty::Index, e::select(lt(ti.clone(), l.clone()), rev, ti.clone())));
-            let src = iadd(affine(0, &[bi.clone()], &[st[b]]), affine(0, &[from], &[st[t]]));
-            let dst = iadd(affine(0, &[bi.clone()], &[st[b]]), affine(0, &[ti], &[st[t]]));
+            let src = iadd(times(bi.clone(), st[b]), times(from, st[t]));
+            let dst = iadd(times(bi.clone(), st[b]), times(ti, st[t]));
             k.for_(inner, |k, i| {
                 let v = e::load(x.buf, iadd(src.clone(), i.clone()));
                 k.store(out.buf, iadd(dst.clone(), i), v);

@@ -102,7 +102,12 @@ fn transpose(cx: &mut LowerCx, x: &Operand, out: &Operand, perm: Option<&[i64]>)
     let st = coeffs(x.shape());
     let src: Vec<i64> = perm.iter().map(|&a| st[a]).collect();
     let mut k = cx.kernel("");
-    copy_nest(&mut k, out.shape(), Access { buf: x.buf, base: 0, coeffs: src.to_vec() }, Access::dense(out.buf, out.shape()));
+    copy_nest(
+        &mut k,
+        out.shape(),
+        Access { buf: x.buf, base: 0, coeffs: src.to_vec() },
+        Access::dense(out.buf, out.shape()),
+    );
     cx.emit(k.finish());
     Ok(())
 }
@@ -176,7 +181,12 @@ fn tile(cx: &mut LowerCx, x: &Operand, out: &Operand) -> Result<(), OpError> {
         dst.extend([n as i64 * ost[d], ost[d]]);
     }
     let mut k = cx.kernel("");
-    copy_nest(&mut k, &space, Access { buf: x.buf, base: 0, coeffs: src.to_vec() }, Access { buf: out.buf, base: 0, coeffs: dst.to_vec() });
+    copy_nest(
+        &mut k,
+        &space,
+        Access { buf: x.buf, base: 0, coeffs: src.to_vec() },
+        Access { buf: out.buf, base: 0, coeffs: dst.to_vec() },
+    );
     cx.emit(k.finish());
     Ok(())
 }
@@ -275,7 +285,12 @@ fn depth_to_space(cx: &mut LowerCx, x: &Operand, out: &Operand, b: usize, crd: b
         [st[0], st[1], st[2], bi * oc as i64 * st[1], 1, oc as i64 * st[1]]
     };
     let mut k = cx.kernel("");
-    copy_nest(&mut k, &space, Access { buf: x.buf, base: 0, coeffs: src.to_vec() }, Access { buf: out.buf, base: 0, coeffs: dst.to_vec() });
+    copy_nest(
+        &mut k,
+        &space,
+        Access { buf: x.buf, base: 0, coeffs: src.to_vec() },
+        Access { buf: out.buf, base: 0, coeffs: dst.to_vec() },
+    );
     cx.emit(k.finish());
     Ok(())
 }
@@ -292,7 +307,12 @@ fn space_to_depth(cx: &mut LowerCx, x: &Operand, out: &Operand, b: usize) -> Res
     let dst = [ost[0], bi * ci * ost[1], ci * ost[1], ost[1], ost[2], 1];
     let src = [st[0], st[2], 1, st[1], bi * st[2], bi];
     let mut k = cx.kernel("");
-    copy_nest(&mut k, &space, Access { buf: x.buf, base: 0, coeffs: src.to_vec() }, Access { buf: out.buf, base: 0, coeffs: dst.to_vec() });
+    copy_nest(
+        &mut k,
+        &space,
+        Access { buf: x.buf, base: 0, coeffs: src.to_vec() },
+        Access { buf: out.buf, base: 0, coeffs: dst.to_vec() },
+    );
     cx.emit(k.finish());
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! modulo on `o - before` — which always lands inside the input, so no load can go out
 //! of range.
 
-use super::util::{affine, coeffs, copy_nest, fill, input, lit, opt_input, tensor_lit, konst_ints, Access};
+use super::util::{affine, coeffs, copy_nest, fill, input, konst_ints, lit, opt_input, tensor_lit, Access};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::kir::build::KernelBuilder;
@@ -85,7 +85,8 @@ pub fn center_crop_pad(
 ) -> Result<(), OpError> {
     let x = input(ins, 0)?;
     let rank = x.shape().len();
-    let target = konst_ints(ins, 1, "CenterCropPad shape")?.ok_or_else(|| OpError::invalid("CenterCropPad needs a shape"))?;
+    let target =
+        konst_ints(ins, 1, "CenterCropPad shape")?.ok_or_else(|| OpError::invalid("CenterCropPad needs a shape"))?;
     let axes = match axes {
         Some(a) => norm_axes(a, rank)?,
         None => (0..rank).collect(),

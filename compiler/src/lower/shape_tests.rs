@@ -15,7 +15,11 @@ use crate::testdata::{compare, data_sets, read_numbered, CONTRACT};
 /// The node tests of the project's venv, `None` when it is not installed.
 fn data_dir() -> Option<PathBuf> {
     let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    std::fs::read_dir(lib).ok()?.flatten().map(|e| e.path().join("site-packages/onnx/backend/test/data/node")).find(|p| p.is_dir())
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages/onnx/backend/test/data/node"))
+        .find(|p| p.is_dir())
 }
 
 /// Runs node test `case` with graph inputs `frozen` made constants; `patch` may alter
@@ -41,7 +45,8 @@ fn run(case: &str, frozen: &[usize], patch: impl Fn(&mut Vec<crate::ir::Tensor>)
             }
         }
         g.inputs = kept;
-        let input_shapes = g.inputs.iter().zip(&runtime).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect();
+        let input_shapes =
+            g.inputs.iter().zip(&runtime).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect();
         let g = prepare(g, &Bindings { dims: Default::default(), input_shapes }).map_err(|e| e.to_string())?;
         let prog = crate::lower::lower(&g).map_err(|e| e.to_string())?;
         patch(&mut runtime);
@@ -151,14 +156,22 @@ fn slices() {
 #[test]
 fn one_hot_with_runtime_indices_and_values() {
     check(
-        &["test_onehot_negative_indices", "test_onehot_with_axis", "test_onehot_with_negative_axis", "test_onehot_without_axis"],
+        &[
+            "test_onehot_negative_indices",
+            "test_onehot_with_axis",
+            "test_onehot_with_negative_axis",
+            "test_onehot_without_axis",
+        ],
         &[1],
     );
 }
 
 #[test]
 fn constant_indices_are_weights() {
-    check(&["test_gather_0", "test_gather_1", "test_gather_negative_indices", "test_gathernd_example_int32_batch_dim1"], &[1]);
+    check(
+        &["test_gather_0", "test_gather_1", "test_gather_negative_indices", "test_gathernd_example_int32_batch_dim1"],
+        &[1],
+    );
     check(&["test_scatter_elements_with_duplicate_indices", "test_scatternd_add"], &[1]);
 }
 
@@ -187,8 +200,8 @@ use crate::ir::{DType, Tensor};
 use crate::kir::{BufKind, Program};
 use crate::lower::{copy, LowerCx, Operand};
 use crate::ops::index::IndexOp;
-use crate::ops::shape::{PadMode, PadValue, ShapeOp};
 use crate::ops::shape::layout::IntsArg;
+use crate::ops::shape::{PadMode, PadValue, ShapeOp};
 use crate::ops::{Op, Semantics};
 
 /// Lowers `op` on `ins` (`true`: a constant operand) and compares the interpreter's
@@ -244,9 +257,15 @@ fn iota(shape: &[usize]) -> Tensor {
 #[test]
 fn generated_tensors() {
     for (s, l, d) in [(1.0f32, 4.0f32, 0.5f32), (10.0, 1.0, -3.0)] {
-        lower_vs_eval(Op::Shape(ShapeOp::Range), &[(Tensor::scalar(s), false), (Tensor::scalar(l), true), (Tensor::scalar(d), false)]);
+        lower_vs_eval(
+            Op::Shape(ShapeOp::Range),
+            &[(Tensor::scalar(s), false), (Tensor::scalar(l), true), (Tensor::scalar(d), false)],
+        );
     }
-    lower_vs_eval(Op::Shape(ShapeOp::Range), &[(Tensor::scalar(7i32), false), (Tensor::scalar(-5i32), true), (Tensor::scalar(-3i32), false)]);
+    lower_vs_eval(
+        Op::Shape(ShapeOp::Range),
+        &[(Tensor::scalar(7i32), false), (Tensor::scalar(-5i32), true), (Tensor::scalar(-3i32), false)],
+    );
     for k in [-2, 0, 1, 5] {
         let op = Op::Shape(ShapeOp::EyeLike { k, dtype: Some(DType::I32) });
         lower_vs_eval(op, &[(iota(&[3, 4]), false)]);
@@ -266,8 +285,14 @@ fn trilu_with_runtime_k() {
 fn pads_beyond_one_period_and_cropping() {
     for mode in [PadMode::Reflect, PadMode::Edge, PadMode::Wrap, PadMode::Constant] {
         for pads in [vec![0i64, 7, 1, -1], vec![2, -1, 0, 5]] {
-            let op = Op::Shape(ShapeOp::Pad { mode, pads: IntsArg::Input(1), value: PadValue::Input(2), axes: IntsArg::Attr(None) });
-            let ins = [(iota(&[3, 4]), false), (Tensor::from_vec(&[4], pads.clone()), true), (Tensor::scalar(2.5f32), false)];
+            let op = Op::Shape(ShapeOp::Pad {
+                mode,
+                pads: IntsArg::Input(1),
+                value: PadValue::Input(2),
+                axes: IntsArg::Attr(None),
+            });
+            let ins =
+                [(iota(&[3, 4]), false), (Tensor::from_vec(&[4], pads.clone()), true), (Tensor::scalar(2.5f32), false)];
             lower_vs_eval(op, &ins);
         }
     }

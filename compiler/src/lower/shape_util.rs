@@ -70,11 +70,11 @@ pub fn tensor_lit(t: &Tensor, ty: Ty) -> Result<Expr, OpError> {
 
 /// `base + sum(ix[d] * coeffs[d])` on Index expressions, folding zeros and ones.
 pub fn affine(base: i64, ix: &[Expr], coeffs: &[i64]) -> Expr {
-    ix.iter().zip(coeffs).fold(e::idx(base), |acc, (i, &c)| iadd(acc, scaled(i.clone(), c)))
+    ix.iter().zip(coeffs).fold(e::idx(base), |acc, (i, &c)| iadd(acc, times(i.clone(), c)))
 }
 
 /// `i * c` on an Index expression, folding literals (negative `c` allowed).
-fn scaled(i: Expr, c: i64) -> Expr {
+pub fn times(i: Expr, c: i64) -> Expr {
     match (&i, c) {
         (_, 0) => e::idx(0),
         (_, 1) => i,
