@@ -10,8 +10,8 @@
 //! value-dependent output shapes: they only compile when folded away.
 
 use super::shape::util::{
-    affine, checked_index, coeffs, copy_into, copy_nest, ge, input, konst_ints, lit, lt, opt_input, or, output, times,
-    Access, ERR_INDEX_OUT_OF_RANGE,
+    affine, checked_index, coeffs, copy_into, copy_nest, ge, input, ints_arg, konst_ints, lit, lt, opt_input, or,
+    output, times, Access, ERR_INDEX_OUT_OF_RANGE,
 };
 use super::{LowerCx, Operand};
 use crate::error::OpError;
@@ -49,14 +49,6 @@ pub fn lower(op: &IndexOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Op
 
 // ---------------------------------------------------------------------------------
 // Slice
-
-/// Integers from an attribute or a constant input.
-fn ints_arg(ins: &[Option<Operand>], arg: &IntsArg, what: &str) -> Result<Option<Vec<i64>>, OpError> {
-    match arg {
-        IntsArg::Attr(v) => Ok(v.clone()),
-        IntsArg::Input(k) => konst_ints(ins, *k, what),
-    }
-}
 
 /// numpy's `slice.indices` for one axis: the first position and step (the length is
 /// the output's). Negative bounds count from the end, then are clamped into `0..=n`

@@ -22,9 +22,10 @@ use crate::error::OpError;
 use crate::ir::DType;
 use crate::kir::build::KernelBuilder;
 use crate::kir::{e, BinOp, Expr, Ty};
+use crate::ops::shape::layout::IntsArg;
 use crate::ops::shape::ShapeOp;
 use crate::ops::util::{norm_axes, norm_axis};
-use util::{coeffs, copy_nest, fill, input, lit, output, tensor_lit, Access};
+use util::{coeffs, copy_nest, fill, input, ints_arg, lit, output, tensor_lit, Access};
 
 pub fn lower(op: &ShapeOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     let x = input(ins, 0)?;
@@ -51,7 +52,10 @@ pub fn lower(op: &ShapeOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Op
         }
         ShapeOp::Transpose { perm } => transpose(cx, x, output(outs, 0)?, perm.as_deref()),
         ShapeOp::Concat { axis } => concat(cx, ins, output(outs, 0)?, *axis),
-        ShapeOp::Split { axis, .. } => split(cx, x, outs, *axis),
+        ShapeOp::Split { axis, split: sizes, num_outputs, n_outputs } => {
+            let sizes = split_sizes(ins, x, *axis, sizes, num_outputs.unwrap_or(*n_outputs))?;
+            split(cx, x, outs, *axis, &sizes)
+        }
         ShapeOp::Expand => expand(cx, x, output(outs, 0)?),
         ShapeOp::Tile => tile(cx, x, output(outs, 0)?),
         ShapeOp::Pad { mode, pads, value, axes } => pad::pad(cx, ins, output(outs, 0)?, *mode, pads, value, axes),
@@ -131,21 +135,47 @@ fn concat(cx: &mut LowerCx, ins: &[Option<Operand>], out: &Operand, axis: i64) -
     Ok(())
 }
 
+/// Split's chunk sizes: explicit, or `n` chunks of `ceil(dim / n)` with a smaller last
+/// one. Needed (rather than read off the outputs) because an unused output may be absent.
+fn split_sizes(
+    ins: &[Option<Operand>],
+    x: &Operand,
+    axis: i64,
+    split: &IntsArg,
+    n: usize,
+) -> Result<Vec<usize>, OpError> {
+    let dim = x.shape()[norm_axis(axis, x.shape().len())?];
+    if let Some(sizes) = ints_arg(ins, split, "split")? {
+        return sizes
+            .iter()
+            .map(|&s| usize::try_from(s).map_err(|_| OpError::invalid("negative split size")))
+            .collect();
+    }
+    if n == 0 {
+        return Err(OpError::invalid("Split into 0 parts"));
+    }
+    let chunk = dim.div_ceil(n);
+    Ok((0..n).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect())
+}
+
 /// Each output is the input's slab starting where the previous one ended.
-fn split(cx: &mut LowerCx, x: &Operand, outs: &[Option<Operand>], axis: i64) -> Result<(), OpError> {
+fn split(cx: &mut LowerCx, x: &Operand, outs: &[Option<Operand>], axis: i64, sizes: &[usize]) -> Result<(), OpError> {
     let a = norm_axis(axis, x.shape().len())?;
+    if sizes.iter().sum::<usize>() != x.shape()[a] || sizes.len() < outs.len() {
+        return Err(OpError::invalid(format!("Split sizes {sizes:?} do not cover {:?} on axis {a}", x.shape())));
+    }
     let st = coeffs(x.shape());
     let mut k = cx.kernel("");
     let mut start = 0;
-    for out in outs.iter() {
-        let Some(out) = out else { continue };
-        let ost = coeffs(out.shape());
-        let src = Access { buf: x.buf, base: start * st[a], coeffs: st.clone() };
-        copy_nest(&mut k, out.shape(), src, Access { buf: out.buf, base: 0, coeffs: ost.clone() });
-        start += out.shape()[a] as i64;
-    }
-    if start > x.shape()[a] as i64 {
-        return Err(OpError::invalid("Split outputs exceed the input"));
+    for (out, &size) in outs.iter().zip(sizes) {
+        if let Some(out) = out {
+            if out.shape()[a] != size {
+                return Err(OpError::invalid("Split output does not match its size"));
+            }
+            let src = Access { buf: x.buf, base: start * st[a], coeffs: st.clone() };
+            copy_nest(&mut k, out.shape(), src, Access::dense(out.buf, out.shape()));
+        }
+        start += size as i64;
     }
     cx.emit(k.finish());
     Ok(())

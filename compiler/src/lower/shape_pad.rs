@@ -7,7 +7,7 @@
 //! modulo on `o - before` — which always lands inside the input, so no load can go out
 //! of range.
 
-use super::util::{affine, coeffs, copy_nest, fill, input, konst_ints, lit, opt_input, tensor_lit, Access};
+use super::util::{affine, coeffs, copy_nest, fill, input, ints_arg, konst_ints, lit, opt_input, tensor_lit, Access};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::kir::build::KernelBuilder;
@@ -48,14 +48,6 @@ pub fn pad(
     }
     cx.emit(k.finish());
     Ok(())
-}
-
-/// Integers from an attribute or a constant input.
-fn ints_arg(ins: &[Option<Operand>], arg: &IntsArg, what: &str) -> Result<Option<Vec<i64>>, OpError> {
-    match arg {
-        IntsArg::Attr(v) => Ok(v.clone()),
-        IntsArg::Input(k) => konst_ints(ins, *k, what),
-    }
 }
 
 /// The fill value: the attribute, the constant input, the runtime input (loaded once)

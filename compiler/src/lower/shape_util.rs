@@ -12,6 +12,7 @@ use crate::error::OpError;
 use crate::ir::Tensor;
 use crate::kir::build::{iadd, KernelBuilder};
 use crate::kir::{e, BinOp, BufId, Expr, Lit, Ty};
+use crate::ops::shape::layout::IntsArg;
 
 /// The error code `NAME_run` returns for an index input out of range.
 pub const ERR_INDEX_OUT_OF_RANGE: i32 = 6;
@@ -37,6 +38,14 @@ pub fn konst_ints(ins: &[Option<Operand>], k: usize, what: &str) -> Result<Optio
     let Some(op) = opt_input(ins, k) else { return Ok(None) };
     let t = op.konst.as_ref().ok_or_else(|| OpError::unsupported(format!("{what} computed at run time")))?;
     t.to_i64_vec().map(Some).ok_or_else(|| OpError::invalid(format!("{what} must be integers")))
+}
+
+/// Integers from an attribute (old opsets) or a constant input (newer ones).
+pub fn ints_arg(ins: &[Option<Operand>], arg: &IntsArg, what: &str) -> Result<Option<Vec<i64>>, OpError> {
+    match arg {
+        IntsArg::Attr(v) => Ok(v.clone()),
+        IntsArg::Input(k) => konst_ints(ins, *k, what),
+    }
 }
 
 /// A literal of type `ty` with value `v` (0 and 1 fills, indices).
