@@ -10,8 +10,8 @@
 //! value-dependent output shapes: they only compile when folded away.
 
 use super::shape::util::{
-    affine, checked_index, coeffs, copy_into, copy_nest, ge, input, ints_arg, konst_ints, lit, lt, opt_input, or,
-    output, times, Access, ERR_INDEX_OUT_OF_RANGE,
+    affine, check_storage, checked_index, coeffs, copy_into, copy_nest, ge, input, ints_arg, konst_ints, lit, lt,
+    opt_input, or, output, times, Access, ERR_INDEX_OUT_OF_RANGE,
 };
 use super::{LowerCx, Operand};
 use crate::error::OpError;
@@ -22,6 +22,7 @@ use crate::ops::shape::layout::IntsArg;
 use crate::ops::util::{norm_axes, norm_axis};
 
 pub fn lower(op: &IndexOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    check_storage(ins, outs)?;
     let x = input(ins, 0)?;
     let out = output(outs, 0)?;
     match op {
@@ -89,7 +90,8 @@ fn slice(cx: &mut LowerCx, ins: &[Option<Operand>], out: &Operand, args: [&IntsA
             return Err(OpError::invalid("Slice bounds do not match the output shape"));
         }
         base += s * st[a];
-        src[a] = steps[k] * st[a];
+        // A single position needs no step (and a huge step would overflow).
+        src[a] = if out.shape()[a] == 1 { 0 } else { steps[k] * st[a] };
     }
     let mut k = cx.kernel("");
     copy_nest(&mut k, out.shape(), Access { buf: x.buf, base, coeffs: src }, Access::dense(out.buf, out.shape()));

@@ -28,6 +28,7 @@ use crate::ops::util::{norm_axes, norm_axis};
 use util::{coeffs, copy_nest, fill, input, ints_arg, lit, output, tensor_lit, Access};
 
 pub fn lower(op: &ShapeOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    util::check_storage(ins, outs)?;
     let x = input(ins, 0)?;
     match op {
         ShapeOp::Shape { start, end } => shape_of(cx, x, output(outs, 0)?, *start, *end),
@@ -226,8 +227,8 @@ fn eye_like(cx: &mut LowerCx, out: &Operand, diag: i64) -> Result<(), OpError> {
     let ty = out.kty()?;
     let &[r, c] = out.shape() else { return Err(OpError::invalid("EyeLike output must be 2-D")) };
     let (r, c) = (r as i64, c as i64);
-    let first = 0.max(-diag);
-    let end = r.min(c - diag);
+    let first = 0.max(diag.saturating_neg());
+    let end = r.min(c.saturating_sub(diag));
     let mut k = cx.kernel("");
     fill(&mut k, out.buf, out.len(), lit(ty, 0.0));
     if end > first {

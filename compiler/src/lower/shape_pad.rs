@@ -100,12 +100,14 @@ pub fn center_crop_pad(
 
 /// `out` = `value` everywhere, then the input at offset `before` (negative: cropped).
 fn constant(k: &mut KernelBuilder, x: &Operand, out: &Operand, before: &[i64], value: Expr) {
-    // Per axis, the overlap of the shifted input with the output.
+    // Per axis, the overlap of the shifted input with the output: it starts at
+    // `lo_out` in the output and `lo_in` in the input (clamped first, so huge pads
+    // cannot overflow the base arithmetic).
     let (mut src_base, mut dst_base, mut space) = (0, 0, Vec::new());
     let (st, ost) = (coeffs(x.shape()), coeffs(out.shape()));
     for (d, (&n, &o)) in x.shape().iter().zip(out.shape()).enumerate() {
-        let lo_out = before[d].max(0);
-        let lo_in = (-before[d]).max(0);
+        let lo_out = before[d].clamp(0, o as i64);
+        let lo_in = before[d].saturating_neg().clamp(0, n as i64);
         let len = (n as i64 - lo_in).min(o as i64 - lo_out).max(0);
         src_base += lo_in * st[d];
         dst_base += lo_out * ost[d];

@@ -316,3 +316,32 @@ fn bitcasts() {
         lower_vs_eval(Op::Shape(ShapeOp::BitCast { to }), &[(x, false)]);
     }
 }
+
+#[test]
+fn extreme_constants_do_not_overflow() {
+    for k in [i64::MIN, i64::MAX] {
+        lower_vs_eval(Op::Shape(ShapeOp::EyeLike { k, dtype: None }), &[(iota(&[2, 3]), false)]);
+    }
+    let slice = Op::Index(IndexOp::Slice {
+        starts: IntsArg::Input(1),
+        ends: IntsArg::Input(2),
+        axes: IntsArg::Input(3),
+        steps: IntsArg::Input(4),
+    });
+    let ints = |v: Vec<i64>| (Tensor::from_vec(&[v.len()], v), true);
+    let ins = [
+        (iota(&[3, 4]), false),
+        ints(vec![-1, 1]),
+        ints(vec![i64::MIN, i64::MAX]),
+        ints(vec![0, 1]),
+        ints(vec![-2, i64::MAX]),
+    ];
+    lower_vs_eval(slice, &ins);
+    let pad = Op::Shape(ShapeOp::Pad {
+        mode: PadMode::Constant,
+        pads: IntsArg::Input(1),
+        value: PadValue::Input(2),
+        axes: IntsArg::Attr(None),
+    });
+    lower_vs_eval(pad, &[(iota(&[3, 4]), false), ints(vec![-3, 0, 2, 1])]);
+}

@@ -40,6 +40,12 @@ pub fn konst_ints(ins: &[Option<Operand>], k: usize, what: &str) -> Result<Optio
     t.to_i64_vec().map(Some).ok_or_else(|| OpError::invalid(format!("{what} must be integers")))
 }
 
+/// Checks that code generation handles every operand's element type (not the packed
+/// 8/4/2-bit types): otherwise the node is unsupported, even for a plain copy.
+pub fn check_storage(ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    ins.iter().chain(outs).flatten().try_for_each(|o| o.kty().map(drop))
+}
+
 /// Integers from an attribute (old opsets) or a constant input (newer ones).
 pub fn ints_arg(ins: &[Option<Operand>], arg: &IntsArg, what: &str) -> Result<Option<Vec<i64>>, OpError> {
     match arg {
