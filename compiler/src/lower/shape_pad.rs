@@ -7,11 +7,11 @@
 //! modulo on `o - before` — which always lands inside the input, so no load can go out
 //! of range.
 
-use super::util::{affine, coeffs, copy_nest, fill, input, ints_arg, konst_ints, lit, opt_input, tensor_lit, Access};
+use super::util::{coeffs, copy_nest, fill, input, ints_arg, konst_ints, lit, opt_input, tensor_lit, times, Access};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::kir::build::KernelBuilder;
-use crate::kir::{e, BinOp, Expr};
+use crate::kir::build::{iadd, KernelBuilder};
+use crate::kir::{e, BinOp, Expr, Ty};
 use crate::ops::shape::layout::IntsArg;
 use crate::ops::shape::{PadMode, PadValue};
 use crate::ops::util::norm_axes;
@@ -121,45 +121,62 @@ fn constant(k: &mut KernelBuilder, x: &Operand, out: &Operand, before: &[i64], v
 }
 
 /// Reflect, edge and wrap: every output element reads the input at a per-axis source
-/// coordinate (see [`source`]).
+/// coordinate (see [`source`]), computed once per iteration of its axis' loop.
 fn extend(k: &mut KernelBuilder, x: &Operand, out: &Operand, before: &[i64], mode: PadMode) -> Result<(), OpError> {
     if x.is_empty() && !out.is_empty() {
         return Err(OpError::invalid("Pad: cannot extend an empty axis in this mode"));
     }
-    let st = coeffs(x.shape());
-    k.for_shape(out.shape(), |k, ix| {
-        let src: Vec<Expr> = (0..ix.len())
-            .map(|d| {
-                let (n, b) = (x.shape()[d], before[d]);
-                // Unpadded axes read straight through.
-                if b == 0 && out.shape()[d] == n {
-                    ix[d].clone()
-                } else {
-                    source(mode, ix[d].clone(), b, n as i64)
-                }
-            })
-            .collect();
-        let v = e::load(x.buf, affine(0, &src, &st));
-        k.store(out.buf, crate::kir::build::linear(out.shape(), ix), v);
-    });
+    if out.is_empty() {
+        return Ok(());
+    }
+    let axes = Axes { x, out, before, mode, st: coeffs(x.shape()), ost: coeffs(out.shape()) };
+    axes.nest(k, 0, e::idx(0), e::idx(0));
     Ok(())
+}
+
+/// What the loop nest of [`extend`] walks.
+struct Axes<'a> {
+    x: &'a Operand,
+    out: &'a Operand,
+    before: &'a [i64],
+    mode: PadMode,
+    st: Vec<i64>,
+    ost: Vec<i64>,
+}
+
+impl Axes<'_> {
+    /// The loops from axis `d` inward; `src`/`dst` are the offsets of the outer axes.
+    fn nest(&self, k: &mut KernelBuilder, d: usize, src: Expr, dst: Expr) {
+        if d == self.st.len() {
+            k.store(self.out.buf, dst, e::load(self.x.buf, src));
+            return;
+        }
+        let (n, b) = (self.x.shape()[d] as i64, self.before[d]);
+        let unpadded = b == 0 && self.out.shape()[d] as i64 == n;
+        k.for_(self.out.shape()[d], |k, o| {
+            let from = if unpadded { o.clone() } else { source(k, self.mode, o.clone(), b, n) };
+            let src = iadd(src, times(from, self.st[d]));
+            self.nest(k, d + 1, src, iadd(dst, times(o, self.ost[d])));
+        });
+    }
 }
 
 /// The input coordinate output coordinate `o` reads along an axis of `n` padded by `b`
 /// in front: `i = o - b` clamped (edge), taken modulo `n` (wrap) or reflected at the
-/// ends without repeating the edge (reflect, period `2(n - 1)`).
-fn source(mode: PadMode, o: Expr, b: i64, n: i64) -> Expr {
-    let i = if b == 0 { o } else { e::sub(o, e::idx(b)) };
+/// ends without repeating the edge (reflect, period `2(n - 1)`). Held in a variable.
+fn source(k: &mut KernelBuilder, mode: PadMode, o: Expr, b: i64, n: i64) -> Expr {
+    let i = iadd(o, e::idx(-b));
     let bin = |op, a, c| e::bin(op, a, c);
     // The non-negative remainder of i modulo p.
     let modulo = |i: Expr, p: i64| bin(BinOp::Rem, e::add(bin(BinOp::Rem, i, e::idx(p)), e::idx(p)), e::idx(p));
-    match mode {
+    let v = match mode {
         PadMode::Edge => bin(BinOp::Min, bin(BinOp::Max, i, e::idx(0)), e::idx(n - 1)),
         PadMode::Wrap => modulo(i, n),
-        _ if n == 1 => e::idx(0),
+        _ if n == 1 => return e::idx(0),
         _ => {
-            let m = modulo(i, 2 * (n - 1));
+            let m = e::var(k.let_(Ty::Index, modulo(i, 2 * (n - 1))));
             e::select(bin(BinOp::Ge, m.clone(), e::idx(n)), e::sub(e::idx(2 * (n - 1)), m.clone()), m)
         }
-    }
+    };
+    e::var(k.let_(Ty::Index, v))
 }

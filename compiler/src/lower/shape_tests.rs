@@ -242,6 +242,9 @@ fn lower_vs_eval(op: Op, ins: &[(Tensor, bool)]) {
         let k = copy::copy_kernel("alias", src.buf, dst.buf, dst.len());
         cx.emit(k);
     }
+    if std::env::var("EDGEC_PRINT_KIR").is_ok() {
+        println!("{prog}");
+    }
     let got = interp::run(&prog, &runtime).expect("runs");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.dtype(), w.dtype());
