@@ -49,6 +49,7 @@ fn run(case: &str, frozen: &[usize], patch: impl Fn(&mut Vec<crate::ir::Tensor>)
             g.inputs.iter().zip(&runtime).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect();
         let g = prepare(g, &Bindings { dims: Default::default(), input_shapes }).map_err(|e| e.to_string())?;
         let prog = crate::lower::lower(&g).map_err(|e| e.to_string())?;
+        print_if_asked(&prog);
         patch(&mut runtime);
         let got = interp::run(&prog, &runtime).map_err(|s| match s {
             Stop::Fail(code) => format!("fail {code}"),
@@ -59,6 +60,13 @@ fn run(case: &str, frozen: &[usize], patch: impl Fn(&mut Vec<crate::ir::Tensor>)
         }
     }
     Ok(())
+}
+
+/// Prints the program when `EDGEC_PRINT_KIR` is set (run with `--nocapture`).
+fn print_if_asked(prog: &crate::kir::Program) {
+    if std::env::var_os("EDGEC_PRINT_KIR").is_some() {
+        println!("{prog}");
+    }
 }
 
 fn check(cases: &[&str], frozen: &[usize]) {
@@ -242,9 +250,7 @@ fn lower_vs_eval(op: Op, ins: &[(Tensor, bool)]) {
         let k = copy::copy_kernel("alias", src.buf, dst.buf, dst.len());
         cx.emit(k);
     }
-    if std::env::var("EDGEC_PRINT_KIR").is_ok() {
-        println!("{prog}");
-    }
+    print_if_asked(&prog);
     let got = interp::run(&prog, &runtime).expect("runs");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.dtype(), w.dtype());
