@@ -354,3 +354,77 @@ fn extreme_constants_do_not_overflow() {
     });
     lower_vs_eval(pad, &[(iota(&[3, 4]), false), ints(vec![-3, 0, 2, 1])]);
 }
+
+/// A tiny deterministic generator for the randomised comparisons below.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn shape(&mut self, rank: usize) -> Vec<usize> {
+        (0..rank).map(|_| 1 + self.below(4) as usize).collect()
+    }
+}
+
+#[test]
+fn random_data_movement_matches_the_evaluator() {
+    let mut r = Rng(0x5eed);
+    let ints = |v: Vec<i64>| (Tensor::from_vec(&[v.len()], v), true);
+    for _ in 0..150 {
+        let rank = 1 + r.below(4) as usize;
+        let shape = r.shape(rank);
+        let x = (iota(&shape), false);
+        // Transpose by a random permutation.
+        let mut perm: Vec<i64> = (0..rank as i64).collect();
+        for i in (1..rank).rev() {
+            perm.swap(i, r.below(i as u64 + 1) as usize);
+        }
+        lower_vs_eval(Op::Shape(ShapeOp::Transpose { perm: Some(perm) }), &[x.clone()]);
+        // Slice every axis with random bounds and steps.
+        let (mut starts, mut ends, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+        for &n in &shape {
+            let n = n as i64;
+            starts.push(r.range(-n - 2, n + 2));
+            ends.push(r.range(-n - 2, n + 2));
+            steps.push([-3, -2, -1, 1, 2, 3][r.below(6) as usize]);
+        }
+        let axes: Vec<i64> = (0..rank as i64).collect();
+        let slice = Op::Index(IndexOp::Slice {
+            starts: IntsArg::Input(1),
+            ends: IntsArg::Input(2),
+            axes: IntsArg::Input(3),
+            steps: IntsArg::Input(4),
+        });
+        lower_vs_eval(slice, &[x.clone(), ints(starts), ints(ends), ints(axes), ints(steps)]);
+        // Pad in every mode, with crops where the axis allows.
+        let mode = [PadMode::Constant, PadMode::Reflect, PadMode::Edge, PadMode::Wrap][r.below(4) as usize];
+        let pads: Vec<i64> = (0..2 * rank).map(|i| r.range(-(shape[i % rank] as i64 - 1) / 2, 5)).collect();
+        let pad = Op::Shape(ShapeOp::Pad {
+            mode,
+            pads: IntsArg::Input(1),
+            value: PadValue::Input(2),
+            axes: IntsArg::Attr(None),
+        });
+        lower_vs_eval(pad, &[x.clone(), ints(pads), (Tensor::scalar(-9.0f32), false)]);
+        // Tile, Expand, Gather, Split and Concat along a random axis.
+        let reps: Vec<i64> = (0..rank).map(|_| r.range(1, 3)).collect();
+        lower_vs_eval(Op::Shape(ShapeOp::Tile), &[x.clone(), ints(reps)]);
+        let target: Vec<i64> = shape.iter().map(|&d| if d == 1 { r.range(1, 3) } else { d as i64 }).collect();
+        lower_vs_eval(Op::Shape(ShapeOp::Expand), &[x.clone(), ints([vec![2], target].concat())]);
+        let axis = r.below(rank as u64) as i64;
+        let n = shape[axis as usize] as i64;
+        let idx: Vec<i64> = (0..r.range(1, 5)).map(|_| r.range(-n, n - 1)).collect();
+        let gather_ind = (Tensor::from_vec(&[idx.len()], idx), false);
+        lower_vs_eval(Op::Index(IndexOp::Gather { axis }), &[x.clone(), gather_ind]);
+        let split = Op::Shape(ShapeOp::Split { axis, split: IntsArg::Attr(None), num_outputs: Some(2), n_outputs: 2 });
+        if n >= 2 {
+            lower_vs_eval(split, &[x.clone()]);
+        }
+        lower_vs_eval(Op::Shape(ShapeOp::Concat { axis }), &[x.clone(), (iota(&shape), true), x.clone()]);
+    }
+}
