@@ -384,7 +384,7 @@ fn random_data_movement_matches_the_evaluator() {
         for i in (1..rank).rev() {
             perm.swap(i, r.below(i as u64 + 1) as usize);
         }
-        lower_vs_eval(Op::Shape(ShapeOp::Transpose { perm: Some(perm) }), &[x.clone()]);
+        lower_vs_eval(Op::Shape(ShapeOp::Transpose { perm: Some(perm) }), std::slice::from_ref(&x));
         // Slice every axis with random bounds and steps.
         let (mut starts, mut ends, mut steps) = (Vec::new(), Vec::new(), Vec::new());
         for &n in &shape {
@@ -423,7 +423,7 @@ fn random_data_movement_matches_the_evaluator() {
         lower_vs_eval(Op::Index(IndexOp::Gather { axis }), &[x.clone(), gather_ind]);
         let split = Op::Shape(ShapeOp::Split { axis, split: IntsArg::Attr(None), num_outputs: Some(2), n_outputs: 2 });
         if n >= 2 {
-            lower_vs_eval(split, &[x.clone()]);
+            lower_vs_eval(split, std::slice::from_ref(&x));
         }
         lower_vs_eval(Op::Shape(ShapeOp::Concat { axis }), &[x.clone(), (iota(&shape), true), x.clone()]);
     }
