@@ -207,7 +207,7 @@ fn add_scalar(t: &crate::ir::Tensor, v: i64) -> crate::ir::Tensor {
 use crate::ir::{DType, Tensor};
 use crate::kir::{BufKind, Program};
 use crate::lower::{copy, LowerCx, Operand};
-use crate::ops::index::IndexOp;
+use crate::ops::index::{IndexOp, Reduction};
 use crate::ops::shape::layout::IntsArg;
 use crate::ops::shape::{PadMode, PadValue, ShapeOp};
 use crate::ops::{Op, Semantics};
@@ -426,5 +426,50 @@ fn random_data_movement_matches_the_evaluator() {
             lower_vs_eval(split, std::slice::from_ref(&x));
         }
         lower_vs_eval(Op::Shape(ShapeOp::Concat { axis }), &[x.clone(), (iota(&shape), true), x.clone()]);
+    }
+}
+
+#[test]
+fn random_index_ops_match_the_evaluator() {
+    let mut r = Rng(0xda7a);
+    for _ in 0..100 {
+        let rank = 1 + r.below(3) as usize;
+        let shape = r.shape(rank);
+        let x = (iota(&shape), false);
+        let axis = r.below(rank as u64) as usize;
+        let n = shape[axis] as i64;
+        // Element-wise indices no larger than the data off the axis.
+        let ishape: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(d, &s)| if d == axis { 1 + r.below(4) as usize } else { 1 + r.below(s as u64) as usize })
+            .collect();
+        let count = ishape.iter().product::<usize>();
+        let idx: Vec<i64> = (0..count).map(|_| r.range(-n, n - 1)).collect();
+        let ind = (Tensor::from_vec(&ishape, idx), false);
+        lower_vs_eval(Op::Index(IndexOp::GatherElements { axis: axis as i64 }), &[x.clone(), ind.clone()]);
+        for reduction in [Reduction::None, Reduction::Add, Reduction::Mul, Reduction::Max, Reduction::Min] {
+            let op = Op::Index(IndexOp::ScatterElements { axis: axis as i64, reduction });
+            lower_vs_eval(op, &[x.clone(), ind.clone(), (iota(&ishape), false)]);
+        }
+        // Index tuples over the leading m axes.
+        let m = 1 + r.below(rank as u64) as usize;
+        let tuples = 1 + r.below(4) as usize;
+        let raw: Vec<i64> = (0..tuples * m).map(|i| r.range(-(shape[i % m] as i64), shape[i % m] as i64 - 1)).collect();
+        let tup = (Tensor::from_vec(&[tuples, m], raw), false);
+        lower_vs_eval(Op::Index(IndexOp::GatherND { batch_dims: 0 }), &[x.clone(), tup.clone()]);
+        let ushape = [&[tuples][..], &shape[m..]].concat();
+        let op = Op::Index(IndexOp::ScatterND { reduction: Reduction::Add });
+        lower_vs_eval(op, &[x.clone(), tup, (iota(&ushape), false)]);
+        // OneHot of the element indices, on a random axis.
+        let oh = Op::Index(IndexOp::OneHot { axis: r.range(-(rank as i64) - 1, rank as i64) });
+        let values = (Tensor::from_vec(&[2], vec![0.5f32, 7.0]), false);
+        lower_vs_eval(oh, &[ind, (Tensor::scalar(n + 1), true), values]);
+    }
+    for (b, crd) in [(1, false), (2, false), (2, true), (3, true)] {
+        let x = (iota(&[2, 2 * b * b, 2, 3]), false);
+        lower_vs_eval(Op::Shape(ShapeOp::DepthToSpace { block: b, crd }), std::slice::from_ref(&x));
+        let y = (iota(&[2, 3, 2 * b, 3 * b]), false);
+        lower_vs_eval(Op::Shape(ShapeOp::SpaceToDepth { block: b }), std::slice::from_ref(&y));
     }
 }
