@@ -11,7 +11,7 @@
 
 use super::shape::util::{
     affine, check_storage, checked_index, coeffs, copy_into, copy_nest, ge, input, ints_arg, konst_ints, lit, lt,
-    opt_input, or, output, times, Access, ERR_INDEX_OUT_OF_RANGE,
+    needs_check, opt_input, or, output, times, Access, ERR_INDEX_OUT_OF_RANGE,
 };
 use super::{LowerCx, Operand};
 use crate::error::OpError;
@@ -140,6 +140,7 @@ fn compress(cx: &mut LowerCx, ins: &[Option<Operand>], out: &Operand, axis: Opti
 fn gather(cx: &mut LowerCx, x: &Operand, ind: &Operand, out: &Operand, axis: i64) -> Result<(), OpError> {
     let a = norm_axis(axis, x.shape().len())?;
     let (outer, n, inner) = split_at_axis(x.shape(), a);
+    let check = needs_check(ind, n)?;
     let q = ind.len();
     if out.len() != outer * q * inner {
         return Err(OpError::invalid("Gather output does not match data and indices"));
@@ -147,7 +148,7 @@ fn gather(cx: &mut LowerCx, x: &Operand, ind: &Operand, out: &Operand, axis: i64
     let mut k = cx.kernel("");
     k.for_shape(&[outer, q], |k, ix| {
         let (o, j) = (ix[0].clone(), ix[1].clone());
-        let pos = checked_index(k, e::load(ind.buf, j.clone()), n);
+        let pos = checked_index(k, e::load(ind.buf, j.clone()), n, check);
         let src = affine(0, &[o.clone(), pos], &[(n * inner) as i64, inner as i64]);
         let dst = affine(0, &[o, j], &[(q * inner) as i64, inner as i64]);
         k.for_(inner, |k, i| {
@@ -171,10 +172,11 @@ fn gather_elements(cx: &mut LowerCx, x: &Operand, ind: &Operand, out: &Operand, 
     check_fits(x.shape(), ind.shape(), a, "GatherElements")?;
     let st = coeffs(x.shape());
     let n = x.shape()[a];
+    let check = needs_check(ind, n)?;
     let mut k = cx.kernel("");
     k.for_shape(ind.shape(), |k, ix| {
         let at = linear(ind.shape(), ix);
-        let pos = checked_index(k, e::load(ind.buf, at.clone()), n);
+        let pos = checked_index(k, e::load(ind.buf, at.clone()), n, check);
         let mut src = ix.to_vec();
         src[a] = pos;
         let v = e::load(x.buf, affine(0, &src, &st));
@@ -216,7 +218,7 @@ fn gather_nd(cx: &mut LowerCx, x: &Operand, ind: &Operand, out: &Operand, b: usi
         let mut src = affine(0, &ix[..1], &[batch_stride]);
         for j in 0..m {
             let raw = e::load(ind.buf, iadd(e::idx(j as i64), times(t.clone(), m as i64)));
-            let pos = checked_index(k, raw, xs[b + j]);
+            let pos = checked_index(k, raw, xs[b + j], true);
             src = iadd(src, times(pos, st[b + j]));
         }
         let src = e::var(k.let_(Ty::Index, src));
@@ -270,11 +272,12 @@ fn scatter_elements(
     copy_into(cx, x, out);
     let st = coeffs(x.shape());
     let n = x.shape()[a];
+    let check = needs_check(ind, n)?;
     let ty = out.kty()?;
     let mut k = cx.kernel("");
     k.for_shape(ind.shape(), |k, ix| {
         let at = linear(ind.shape(), ix);
-        let pos = checked_index(k, e::load(ind.buf, at.clone()), n);
+        let pos = checked_index(k, e::load(ind.buf, at.clone()), n, check);
         let mut dst = ix.to_vec();
         dst[a] = pos;
         combine(k, out.buf, ty, affine(0, &dst, &st), e::load(upd.buf, at), r);
@@ -309,7 +312,7 @@ fn scatter_nd(
         let mut dst = e::idx(0);
         for j in 0..m {
             let raw = e::load(ind.buf, iadd(e::idx(j as i64), times(t.clone(), m as i64)));
-            let pos = checked_index(k, raw, xs[j]);
+            let pos = checked_index(k, raw, xs[j], true);
             dst = iadd(dst, times(pos, st[j]));
         }
         let dst = e::var(k.let_(Ty::Index, dst));

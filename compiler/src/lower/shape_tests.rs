@@ -473,3 +473,14 @@ fn random_index_ops_match_the_evaluator() {
         lower_vs_eval(Op::Shape(ShapeOp::SpaceToDepth { block: b }), std::slice::from_ref(&y));
     }
 }
+
+#[test]
+fn constant_indices_are_checked_at_compile_time() {
+    let konst = |v: Vec<i64>| {
+        let t = Tensor::from_vec(&[v.len()], v);
+        Operand { buf: crate::kir::BufId(0), ty: t.type_info(), konst: Some(Arc::new(t)) }
+    };
+    assert_eq!(super::util::needs_check(&konst(vec![-3, 2]), 3), Ok(false));
+    assert!(super::util::needs_check(&konst(vec![3]), 3).is_err());
+    assert!(super::util::needs_check(&konst(vec![-4]), 3).is_err());
+}

@@ -114,14 +114,30 @@ pub fn or(a: Expr, b: Expr) -> Expr {
     e::bin(BinOp::Or, a, b)
 }
 
+/// Whether indices `ind` into a dimension of `dim` entries need the run-time check: not
+/// when they are constants, which are checked here instead (out of range, the node is
+/// invalid, as the reference evaluator says).
+pub fn needs_check(ind: &Operand, dim: usize) -> Result<bool, OpError> {
+    let Some(t) = &ind.konst else { return Ok(true) };
+    let n = dim as i64;
+    let vals = t.to_i64_vec().ok_or_else(|| OpError::invalid("indices must be integers"))?;
+    match vals.iter().find(|&&i| i < -n || i >= n) {
+        Some(i) => Err(OpError::invalid(format!("index {i} is out of range for a dimension of size {dim}"))),
+        None => Ok(false),
+    }
+}
+
 /// A runtime index `raw` (any integer type) into a dimension of `dim` entries: made an
-/// Index, negative values counted from the end, then checked — out of range, the kernel
-/// fails with [`ERR_INDEX_OUT_OF_RANGE`]. Returns the variable holding the position.
-pub fn checked_index(k: &mut KernelBuilder, raw: Expr, dim: usize) -> Expr {
+/// Index, negative values counted from the end, then (when `check`) checked — out of
+/// range, the kernel fails with [`ERR_INDEX_OUT_OF_RANGE`]. Returns the variable
+/// holding the position.
+pub fn checked_index(k: &mut KernelBuilder, raw: Expr, dim: usize, check: bool) -> Expr {
     let n = e::idx(dim as i64);
     let j = k.let_(Ty::Index, e::cast(Ty::Index, raw));
     k.set(j, e::select(lt(e::var(j), e::idx(0)), e::add(e::var(j), n.clone()), e::var(j)));
-    k.if_(or(lt(e::var(j), e::idx(0)), ge(e::var(j), n)), |k| k.fail(ERR_INDEX_OUT_OF_RANGE), |_| {});
+    if check {
+        k.if_(or(lt(e::var(j), e::idx(0)), ge(e::var(j), n)), |k| k.fail(ERR_INDEX_OUT_OF_RANGE), |_| {});
+    }
     e::var(j)
 }
 
