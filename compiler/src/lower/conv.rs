@@ -1,10 +1,318 @@
-//! Lowering of the conv family to KIR. (Not yet written: every op reports unsupported.)
+//! Lowering of the conv family: Conv, ConvInteger, QLinearConv and ConvTranspose
+//! (DeformConv and Col2Im are not lowered yet).
+//!
+//! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel,
+//! output position...)` outside, the reduction `(in channel, kernel position...)`
+//! inside into a scalar accumulator, one store per output element. Padding is not
+//! materialised: a tap whose input position falls outside the input is skipped by an
+//! `If` whose condition only tests the bounds a tap can actually cross ([`Window::tap`]),
+//! so unpadded convs have no conditions at all. ConvTranspose is written in the same
+//! gather form (each output element sums the inputs that scatter to it), which keeps
+//! the accumulator in a register instead of read-modify-writing the output.
 
+use super::linalg::{flit, input, mac, output, zero};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::ops::conv::ConvOp;
+use crate::ir::DType;
+use crate::kir::build::{iadd, imul, linear, KernelBuilder};
+use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp};
+use crate::ops::conv::{conv_geometry, AutoPad, ConvOp, ConvTranspose, Geometry, WindowAttrs};
 
 pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
-    let _ = (op, cx, ins, outs);
-    Err(OpError::unsupported("code generation for this op is not implemented yet"))
+    let y = output(outs, 0)?;
+    match op {
+        ConvOp::Conv(a) => {
+            let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+            let ty = x.kty()?;
+            let bias = opt(ins, 2);
+            let s = ConvDims::new(a, x.shape(), w.shape())?;
+            let mut kb = cx.kernel("");
+            s.emit(&mut kb, ty, y, |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc)), |xi, wi, _| {
+                (e::load(x.buf, xi), e::load(w.buf, wi))
+            }, |_, acc| acc);
+            cx.emit(kb.finish());
+            Ok(())
+        }
+        ConvOp::ConvInteger(a) => {
+            let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+            let s = ConvDims::new(a, x.shape(), w.shape())?;
+            let (xz, wz) = (int_param(opt(ins, 2), 1, "x_zero_point")?, int_param(opt(ins, 3), s.m, "w_zero_point")?);
+            let mut kb = cx.kernel("");
+            s.emit(&mut kb, Ty::I32, y, |_| e::i32(0), |xi, wi, oc| {
+                (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc)))
+            }, |_, acc| acc);
+            cx.emit(kb.finish());
+            Ok(())
+        }
+        ConvOp::QLinearConv(a) => lower_qlinear_conv(a, cx, ins, y),
+        ConvOp::ConvTranspose(t) => lower_conv_transpose(t, cx, ins, y),
+        ConvOp::DeformConv(_) | ConvOp::Col2Im(_) => Err(OpError::unsupported("code generation for this op")),
+    }
+}
+
+fn opt(ins: &[Option<Operand>], i: usize) -> Option<&Operand> {
+    ins.get(i).and_then(Option::as_ref)
+}
+
+/// An integer parameter (zero point) read at run time: absent (0), one value, or one per
+/// channel.
+pub(super) enum IntParam {
+    Zero,
+    One(BufId),
+    PerChannel(BufId),
+}
+
+impl IntParam {
+    pub fn at(&self, channel: Expr) -> Expr {
+        match self {
+            IntParam::Zero => e::i32(0),
+            IntParam::One(b) => e::load(*b, e::idx(0)),
+            IntParam::PerChannel(b) => e::load(*b, channel),
+        }
+    }
+}
+
+pub(super) fn int_param(op: Option<&Operand>, per: usize, what: &str) -> Result<IntParam, OpError> {
+    match op {
+        None => Ok(IntParam::Zero),
+        Some(z) if Ty::of_storage(z.ty.dtype) != Some(Ty::I32) => {
+            Err(OpError::unsupported(format!("{what} of type {}", z.ty.dtype)))
+        }
+        Some(z) if z.len() == 1 => Ok(IntParam::One(z.buf)),
+        Some(z) if z.len() == per => Ok(IntParam::PerChannel(z.buf)),
+        Some(z) => Err(OpError::invalid(format!("{what} has {} values; 1 or {per} expected", z.len()))),
+    }
+}
+
+/// A sliding window over the spatial axes: grid position `o` and kernel position `k`
+/// meet target position `o * stride + k * dilation - pad_head`.
+pub(super) struct Window {
+    pub g: Geometry,
+    /// The spatial extent the positions index (the input for Conv and pools).
+    pub target: Vec<usize>,
+}
+
+impl Window {
+    /// The row-major offset of the tap in the target and, when some tap can fall
+    /// outside it, the condition that this one does not.
+    pub fn tap(&self, o: &[Expr], k: &[Expr]) -> (Expr, Option<Expr>) {
+        let (pos, cond) = self.positions(o, k);
+        (linear(&self.target, &pos), cond)
+    }
+
+    /// The tap's coordinates in the target, and the in-bounds condition as for [`Self::tap`].
+    pub fn positions(&self, o: &[Expr], k: &[Expr]) -> (Vec<Expr>, Option<Expr>) {
+        let g = &self.g;
+        let mut pos = Vec::with_capacity(o.len());
+        let mut cond: Option<Expr> = None;
+        for a in 0..o.len() {
+            let (s, d, ph) = (g.strides[a], g.dilations[a], g.pad_head[a]);
+            let p = iadd(iadd(imul(o[a].clone(), s as i64), imul(k[a].clone(), d as i64)), e::idx(-(ph as i64)));
+            let max = (g.grid[a].max(1) - 1) * s + (g.kernel[a] - 1) * d;
+            if ph > 0 {
+                and_into(&mut cond, e::bin(BinOp::Ge, p.clone(), e::idx(0)));
+            }
+            if max >= self.target[a] + ph {
+                and_into(&mut cond, e::bin(BinOp::Lt, p.clone(), e::idx(self.target[a] as i64)));
+            }
+            pos.push(p);
+        }
+        (pos, cond)
+    }
+}
+
+pub(super) fn and_into(acc: &mut Option<Expr>, c: Expr) {
+    *acc = Some(match acc.take() {
+        None => c,
+        Some(a) => e::bin(BinOp::And, a, c),
+    });
+}
+
+/// Runs `body` under `cond` when there is one.
+pub(super) fn guarded(kb: &mut KernelBuilder, cond: Option<Expr>, body: impl FnOnce(&mut KernelBuilder)) {
+    match cond {
+        None => body(kb),
+        Some(c) => kb.if_(c, body, |_| {}),
+    }
+}
+
+/// A grouped conv: X `[N, C, in...]`, W `[M, C/group, k...]`, Y `[N, M, grid...]`.
+struct ConvDims {
+    n: usize,
+    c: usize,
+    m: usize,
+    group: usize,
+    win: Window,
+}
+
+impl ConvDims {
+    fn new(a: &WindowAttrs, x: &[usize], w: &[usize]) -> Result<Self, OpError> {
+        let (Some((&[n, c], input)), Some((&[m, cw], wk))) = (x.split_first_chunk(), w.split_first_chunk()) else {
+            return Err(OpError::invalid("Conv operands must be [N, C, spatial...]"));
+        };
+        if input.is_empty() || cw * a.group != c || m % a.group != 0 || wk.len() != input.len() {
+            return Err(OpError::invalid(format!("Conv shapes X {x:?} and W {w:?} do not match group {}", a.group)));
+        }
+        let kernel = a.kernel(input.len(), Some(wk))?;
+        let g = conv_geometry(a, input, kernel)?;
+        Ok(ConvDims { n, c, m, group: a.group, win: Window { g, target: input.to_vec() } })
+    }
+
+    /// `y[b, oc, o] = finish(oc, o, init(oc) + sum x'[b, ic, tap] * w'[oc, ic, k])` in
+    /// `ty`, where `load(x_index, w_index, oc)` gives the two factors.
+    fn emit(
+        &self,
+        kb: &mut KernelBuilder,
+        ty: Ty,
+        y: &Operand,
+        init: impl Fn(Expr) -> Expr,
+        load: impl Fn(Expr, Expr, Expr) -> (Expr, Expr),
+        finish: impl Fn(Expr, Expr) -> Expr,
+    ) {
+        let (cg, mg) = (self.c / self.group, self.m / self.group);
+        let (sp_in, sp_out) = (self.win.target.iter().product::<usize>(), self.win.g.grid.iter().product::<usize>());
+        let kernel = self.win.g.kernel.clone();
+        let kn: usize = kernel.iter().product();
+        kb.for_shape(&[self.n, self.group, mg], |kb, ix| {
+            let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
+            let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
+            let y0 = imul(iadd(imul(b.clone(), self.m as i64), oc.clone()), sp_out as i64);
+            kb.for_shape(&self.win.g.grid, |kb, o| {
+                let acc = kb.let_(ty, init(oc.clone()));
+                kb.for_(cg, |kb, ic| {
+                    let x0 = imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic.clone())), sp_in as i64);
+                    let w0 = imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
+                    kb.for_shape(&kernel, |kb, k| {
+                        let (at, cond) = self.win.tap(o, k);
+                        let wi = iadd(w0.clone(), linear(&kernel, k));
+                        let (xv, wv) = load(iadd(x0.clone(), at), wi, oc.clone());
+                        guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                    });
+                });
+                let at = iadd(y0.clone(), linear(&self.win.g.grid, o));
+                kb.store(y.buf, at, finish(oc.clone(), e::var(acc)));
+            });
+        });
+    }
+}
+
+/// QLinearConv: the exact int32 conv of `(x - x_zp)` and `(w - w_zp)` plus the int32
+/// bias, requantised as `saturate(round_half_even(acc * x_scale * w_scale / y_scale +
+/// y_zp))`. The factor is computed in F64 like the reference, so rounding ties land the
+/// same way.
+fn lower_qlinear_conv(a: &WindowAttrs, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
+    let (x, xs, w, ws, ys) = (input(ins, 0)?, input(ins, 1)?, input(ins, 3)?, input(ins, 4)?, input(ins, 6)?);
+    let s = ConvDims::new(a, x.shape(), w.shape())?;
+    let xz = int_param(opt(ins, 2), 1, "x_zero_point")?;
+    let wz = int_param(opt(ins, 5), s.m, "w_zero_point")?;
+    let yz = int_param(opt(ins, 7), 1, "y_zero_point")?;
+    let bias = int_param(opt(ins, 8), s.m, "bias")?;
+    let (lo, hi) = saturation(y.ty.dtype)?;
+    if ws.len() != 1 && ws.len() != s.m {
+        return Err(OpError::invalid("w_scale must have 1 or M values"));
+    }
+    let ws_at = |oc: Expr| if ws.len() == 1 { e::load(ws.buf, e::idx(0)) } else { e::load(ws.buf, oc) };
+    let f64_of = |v: Expr| e::cast(Ty::F64, v);
+    let mut kb = cx.kernel("");
+    s.emit(&mut kb, Ty::I32, y, |oc| bias.at(oc), |xi, wi, oc| {
+        (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc)))
+    }, |oc, acc| {
+        let factor = e::div(
+            e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))),
+            f64_of(e::load(ys.buf, e::idx(0))),
+        );
+        let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
+        e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
+    });
+    cx.emit(kb.finish());
+    Ok(())
+}
+
+/// The integer range of a quantised output type.
+pub(super) fn saturation(d: DType) -> Result<(f64, f64), OpError> {
+    Ok(match d {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        d => return Err(OpError::unsupported(format!("quantised output of type {d}"))),
+    })
+}
+
+/// `min(max(v, lo), hi)` on a float (NaN propagates; the cast after it makes it 0).
+pub(super) fn clamp(v: Expr, ty: Ty, lo: f64, hi: f64) -> Expr {
+    e::bin(BinOp::Min, e::bin(BinOp::Max, v, flit(ty, lo)), flit(ty, hi))
+}
+
+/// ConvTranspose in gather form: `y[b, oc, o] = bias[oc] + sum x[b, ic, i] * w[ic, om,
+/// k]` over the (i, k) with `i * stride + k * dilation - pad_head = o`, i.e. `t = o +
+/// pad_head - k * dilation` divisible by the stride with `t / stride` inside the input.
+fn lower_conv_transpose(t: &ConvTranspose, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
+    let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+    let bias = opt(ins, 2);
+    let ty = x.kty()?;
+    let a = &t.window;
+    let (Some((&[n, c], input_sp)), Some((&[_, mg], wk)), Some((&[_, m], out_sp))) =
+        (x.shape().split_first_chunk(), w.shape().split_first_chunk(), y.shape().split_first_chunk())
+    else {
+        return Err(OpError::invalid("ConvTranspose operands must be [N, C, spatial...]"));
+    };
+    let ns = input_sp.len();
+    if ns == 0 || wk.len() != ns || out_sp.len() != ns || a.group == 0 || c % a.group != 0 || mg * a.group != m {
+        return Err(OpError::invalid("ConvTranspose shapes do not match"));
+    }
+    let kernel = a.kernel(ns, Some(wk))?;
+    let mut g = a.geometry(kernel.clone())?;
+    let op_pad: Vec<usize> = match t.output_padding.len() {
+        0 => vec![0; ns],
+        l if l == ns || l == 2 * ns => t.output_padding[..ns].to_vec(),
+        _ => return Err(OpError::invalid("output_padding does not fit the spatial axes")),
+    };
+    if matches!(a.auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
+        for i in 0..ns {
+            let eff = (kernel[i] - 1) * g.dilations[i] + 1;
+            let full = g.strides[i] * (input_sp[i].max(1) - 1) + op_pad[i] + eff;
+            let total = full.saturating_sub(out_sp[i]);
+            g.pad_head[i] = if a.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
+        }
+    }
+    let cg = c / a.group;
+    let (sp_in, sp_out, kn) =
+        (input_sp.iter().product::<usize>(), out_sp.iter().product::<usize>(), kernel.iter().product::<usize>());
+    let mut kb = cx.kernel("");
+    kb.for_shape(&[n, a.group, mg], |kb, ix| {
+        let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
+        let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
+        let y0 = imul(iadd(imul(b.clone(), m as i64), oc.clone()), sp_out as i64);
+        kb.for_shape(out_sp, |kb, o| {
+            let acc = kb.let_(ty, bias.map_or(zero(ty), |bb| e::load(bb.buf, oc.clone())));
+            kb.for_(cg, |kb, icl| {
+                let ic = iadd(imul(gi.clone(), cg as i64), icl);
+                let x0 = imul(iadd(imul(b.clone(), c as i64), ic.clone()), sp_in as i64);
+                let w0 = imul(iadd(imul(ic, mg as i64), om.clone()), kn as i64);
+                kb.for_shape(&kernel, |kb, k| {
+                    let mut cond = None;
+                    let mut pos = Vec::with_capacity(ns);
+                    for a in 0..ns {
+                        let (s, d) = (g.strides[a] as i64, g.dilations[a] as i64);
+                        let tt = iadd(iadd(o[a].clone(), e::idx(g.pad_head[a] as i64)), imul(k[a].clone(), -d));
+                        and_into(&mut cond, e::bin(BinOp::Ge, tt.clone(), e::idx(0)));
+                        if s > 1 {
+                            and_into(&mut cond, e::bin(BinOp::Eq, e::bin(BinOp::Rem, tt.clone(), e::idx(s)), e::idx(0)));
+                        }
+                        let i = if s > 1 { e::div(tt, e::idx(s)) } else { tt };
+                        and_into(&mut cond, e::bin(BinOp::Lt, i.clone(), e::idx(input_sp[a] as i64)));
+                        pos.push(i);
+                    }
+                    let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &pos)));
+                    let wv = e::load(w.buf, iadd(w0.clone(), linear(&kernel, k)));
+                    guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                });
+            });
+            kb.store(y.buf, iadd(y0.clone(), linear(out_sp, o)), e::var(acc));
+        });
+    });
+    cx.emit(kb.finish());
+    Ok(())
 }
