@@ -316,3 +316,42 @@ fn lower_conv_transpose(t: &ConvTranspose, cx: &mut LowerCx, ins: &[Option<Opera
     cx.emit(kb.finish());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::linalg::testkit::run_op;
+    use super::*;
+    use crate::ir::{Tensor, TypeInfo};
+
+    fn attrs(pads: Vec<usize>) -> WindowAttrs {
+        WindowAttrs { auto_pad: AutoPad::NotSet, kernel_shape: None, strides: vec![], dilations: vec![], pads, group: 1 }
+    }
+
+    #[test]
+    fn padded_conv_skips_taps_outside_the_input() {
+        let ins = [Tensor::from_vec(&[1, 1, 3, 3], vec![1.0f32; 9]), Tensor::from_vec(&[1, 1, 3, 3], vec![1.0f32; 9])];
+        let op = ConvOp::Conv(attrs(vec![1, 1, 1, 1]));
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![1, 1, 3, 3])], |cx, i, o| lower(&op, cx, i, o));
+        let want = vec![4.0f32, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0];
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 3, 3], want));
+    }
+
+    #[test]
+    fn unpadded_window_needs_no_bounds_test() {
+        let g = attrs(vec![]).geometry(vec![2]).unwrap();
+        let win = Window { g: Geometry { grid: vec![3], ..g }, target: vec![4] };
+        let (_, cond) = win.tap(&[e::idx(0)], &[e::idx(0)]);
+        assert!(cond.is_none());
+    }
+
+    #[test]
+    fn conv_transpose_gathers_strided_inputs() {
+        // 1-D, stride 2, kernel [1, 1]: each input lands on two outputs.
+        let ins = [Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]), Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0])];
+        let mut window = attrs(vec![]);
+        window.strides = vec![2];
+        let op = ConvOp::ConvTranspose(ConvTranspose { window, output_padding: vec![], output_shape: None });
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![1, 1, 6])], |cx, i, o| lower(&op, cx, i, o));
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 6], vec![1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0]));
+    }
+}

@@ -287,8 +287,10 @@ fn lower_det(cx: &mut LowerCx, x: &Operand, y: &Operand) -> Result<(), OpError> 
     if !ty.is_float() {
         return Err(OpError::unsupported(format!("Det of {}", x.ty.dtype)));
     }
-    let r = x.shape().len();
-    let n = x.shape()[r - 1];
+    let n = match x.shape() {
+        [.., r, c] if r == c => *c,
+        s => return Err(OpError::invalid(format!("Det needs [..., n, n], got {s:?}"))),
+    };
     let count = y.len();
     let work_dtype = if ty == Ty::F64 { DType::F64 } else { DType::F32 };
     let lu = cx.scratch("lu", work_dtype, vec![n * n]);
@@ -337,4 +339,53 @@ fn lower_det(cx: &mut LowerCx, x: &Operand, y: &Operand) -> Result<(), OpError> 
     });
     cx.emit(kb.finish());
     Ok(())
+}
+
+#[cfg(test)]
+#[path = "linalg_testkit.rs"]
+pub(super) mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::run_op;
+    use super::*;
+    use crate::ir::{Tensor, TypeInfo};
+
+    #[test]
+    fn matmul_broadcasts_batch_axes() {
+        let a: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let b: Vec<f32> = (0..6).map(|v| (v as f32) - 2.0).collect();
+        let ins = [Tensor::from_vec(&[2, 2, 3], a.clone()), Tensor::from_vec(&[1, 3, 2], b.clone())];
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![2, 2, 2])], |cx, i, o| lower(&LinalgOp::MatMul, cx, i, o));
+        let mut want = Vec::new();
+        for bi in 0..2 {
+            for i in 0..2 {
+                for j in 0..2 {
+                    want.push((0..3).map(|p| a[bi * 6 + i * 3 + p] * b[p * 2 + j]).sum::<f32>());
+                }
+            }
+        }
+        assert_eq!(y[0], Tensor::from_vec(&[2, 2, 2], want));
+    }
+
+    #[test]
+    fn matmul_integer_subtracts_per_column_zero_points() {
+        let ins = [
+            Tensor::from_vec(&[2, 2], vec![1u8, 2, 3, 4]),
+            Tensor::from_vec(&[2, 2], vec![5u8, 6, 7, 8]),
+            Tensor::from_vec(&[1], vec![1u8]),
+            Tensor::from_vec(&[2], vec![5u8, 6]),
+        ];
+        let y =
+            run_op(&ins, &[TypeInfo::new(DType::I32, vec![2, 2])], |cx, i, o| lower(&LinalgOp::MatMulInteger, cx, i, o));
+        // (A - 1) = [[0, 1], [2, 3]], (B - [5, 6]) = [[0, 0], [2, 2]].
+        assert_eq!(y[0], Tensor::from_vec(&[2, 2], vec![2i32, 2, 6, 6]));
+    }
+
+    #[test]
+    fn det_pivots_rows() {
+        let ins = [Tensor::from_vec(&[2, 2, 2], vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.5])];
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![2])], |cx, i, o| lower(&LinalgOp::Det, cx, i, o));
+        assert_eq!(y[0], Tensor::from_vec(&[2], vec![-2.0f32, 2.0]));
+    }
 }

@@ -38,9 +38,13 @@ fn planes(x: &Operand) -> Result<(usize, &[usize]), OpError> {
     }
 }
 
-/// The pool window over the output grid `y`: explicit pads, or the auto_pad rule's.
+/// The pool window over the output grid: explicit pads, or the auto_pad rule's. `x`
+/// is the spatial input shape, `y` the whole output shape.
 fn window(a: &WindowAttrs, x: &[usize], y: &[usize]) -> Result<Window, OpError> {
     let n = x.len();
+    let Some(y) = y.get(2..).filter(|g| g.len() == n) else {
+        return Err(OpError::invalid(format!("pool output {y:?} does not fit spatial input {x:?}")));
+    };
     let mut g = a.geometry(a.kernel(n, None)?)?;
     for i in 0..n {
         let eff = (g.kernel[i] - 1) * g.dilations[i] + 1;
@@ -82,7 +86,7 @@ fn for_windows(
 fn lower_max(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, ind: Option<&Operand>) -> Result<(), OpError> {
     let ty = x.kty()?;
     let (planes, sp) = planes(x)?;
-    let win = window(&p.window, sp, &y.shape()[2..])?;
+    let win = window(&p.window, sp, y.shape())?;
     let sp_in: usize = sp.iter().product();
     let col: Vec<usize> = sp.iter().scan(1, |acc, &d| {
         let s = *acc;
@@ -134,7 +138,7 @@ fn lower_avg(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, lp: Option<i6
         return Err(OpError::unsupported(format!("average pooling of {}", x.ty.dtype)));
     }
     let (planes, sp) = planes(x)?;
-    let win = window(&p.window, sp, &y.shape()[2..])?;
+    let win = window(&p.window, sp, y.shape())?;
     let sp_in: usize = sp.iter().product();
     let kernel = win.g.kernel.clone();
     let kn: usize = kernel.iter().product();
@@ -299,4 +303,29 @@ fn lower_max_unpool(a: &WindowAttrs, cx: &mut LowerCx, x: &Operand, ind: &Operan
     });
     cx.emit(kb.finish());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::linalg::testkit::run_op;
+    use super::*;
+    use crate::ir::{DType, Tensor, TypeInfo};
+
+    #[test]
+    fn max_pool_skips_nan_and_reports_indices() {
+        let window = WindowAttrs {
+            auto_pad: AutoPad::NotSet,
+            kernel_shape: Some(vec![1, 2]),
+            strides: vec![1, 2],
+            dilations: vec![],
+            pads: vec![],
+            group: 1,
+        };
+        let op = PoolOp::MaxPool(Pool { window, ceil_mode: false, count_include_pad: false, storage_order: 0, p: 2 });
+        let ins = [Tensor::from_vec(&[1, 1, 1, 4], vec![1.0f32, f32::NAN, 3.0, 3.0])];
+        let outs = [TypeInfo::new(DType::F32, vec![1, 1, 1, 2]), TypeInfo::new(DType::I64, vec![1, 1, 1, 2])];
+        let y = run_op(&ins, &outs, |cx, i, o| lower(&op, cx, i, o));
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 1, 2], vec![1.0f32, 3.0]));
+        assert_eq!(y[1], Tensor::from_vec(&[1, 1, 1, 2], vec![0i64, 2]));
+    }
 }
