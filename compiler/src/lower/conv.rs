@@ -27,9 +27,14 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
             let bias = opt(ins, 2);
             let s = ConvDims::new(a, x.shape(), w.shape())?;
             let mut kb = cx.kernel("");
-            s.emit(&mut kb, ty, y, |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc)), |xi, wi, _| {
-                (e::load(x.buf, xi), e::load(w.buf, wi))
-            }, |_, acc| acc);
+            s.emit(
+                &mut kb,
+                ty,
+                y,
+                |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc)),
+                |xi, wi, _| (e::load(x.buf, xi), e::load(w.buf, wi)),
+                |_, acc| acc,
+            );
             cx.emit(kb.finish());
             Ok(())
         }
@@ -38,9 +43,14 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
             let s = ConvDims::new(a, x.shape(), w.shape())?;
             let (xz, wz) = (int_param(opt(ins, 2), 1, "x_zero_point")?, int_param(opt(ins, 3), s.m, "w_zero_point")?);
             let mut kb = cx.kernel("");
-            s.emit(&mut kb, Ty::I32, y, |_| e::i32(0), |xi, wi, oc| {
-                (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc)))
-            }, |_, acc| acc);
+            s.emit(
+                &mut kb,
+                Ty::I32,
+                y,
+                |_| e::i32(0),
+                |xi, wi, oc| (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc))),
+                |_, acc| acc,
+            );
             cx.emit(kb.finish());
             Ok(())
         }
@@ -180,7 +190,10 @@ impl ConvDims {
             kb.for_shape(&self.win.g.grid, |kb, o| {
                 let acc = kb.let_(ty, init(oc.clone()));
                 kb.for_(cg, |kb, ic| {
-                    let x0 = imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic.clone())), sp_in as i64);
+                    let x0 = imul(
+                        iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic.clone())),
+                        sp_in as i64,
+                    );
                     let w0 = imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
                     kb.for_shape(&kernel, |kb, k| {
                         let (at, cond) = self.win.tap(o, k);
@@ -214,16 +227,21 @@ fn lower_qlinear_conv(a: &WindowAttrs, cx: &mut LowerCx, ins: &[Option<Operand>]
     let ws_at = |oc: Expr| if ws.len() == 1 { e::load(ws.buf, e::idx(0)) } else { e::load(ws.buf, oc) };
     let f64_of = |v: Expr| e::cast(Ty::F64, v);
     let mut kb = cx.kernel("");
-    s.emit(&mut kb, Ty::I32, y, |oc| bias.at(oc), |xi, wi, oc| {
-        (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc)))
-    }, |oc, acc| {
-        let factor = e::div(
-            e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))),
-            f64_of(e::load(ys.buf, e::idx(0))),
-        );
-        let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
-        e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
-    });
+    s.emit(
+        &mut kb,
+        Ty::I32,
+        y,
+        |oc| bias.at(oc),
+        |xi, wi, oc| (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc))),
+        |oc, acc| {
+            let factor = e::div(
+                e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))),
+                f64_of(e::load(ys.buf, e::idx(0))),
+            );
+            let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
+            e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
+        },
+    );
     cx.emit(kb.finish());
     Ok(())
 }
@@ -248,7 +266,12 @@ pub(super) fn clamp(v: Expr, ty: Ty, lo: f64, hi: f64) -> Expr {
 /// ConvTranspose in gather form: `y[b, oc, o] = bias[oc] + sum x[b, ic, i] * w[ic, om,
 /// k]` over the (i, k) with `i * stride + k * dilation - pad_head = o`, i.e. `t = o +
 /// pad_head - k * dilation` divisible by the stride with `t / stride` inside the input.
-fn lower_conv_transpose(t: &ConvTranspose, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
+fn lower_conv_transpose(
+    t: &ConvTranspose,
+    cx: &mut LowerCx,
+    ins: &[Option<Operand>],
+    y: &Operand,
+) -> Result<(), OpError> {
     let (x, w) = (input(ins, 0)?, input(ins, 1)?);
     let bias = opt(ins, 2);
     let ty = x.kty()?;
@@ -299,7 +322,10 @@ fn lower_conv_transpose(t: &ConvTranspose, cx: &mut LowerCx, ins: &[Option<Opera
                         let tt = iadd(iadd(o[a].clone(), e::idx(g.pad_head[a] as i64)), imul(k[a].clone(), -d));
                         and_into(&mut cond, e::bin(BinOp::Ge, tt.clone(), e::idx(0)));
                         if s > 1 {
-                            and_into(&mut cond, e::bin(BinOp::Eq, e::bin(BinOp::Rem, tt.clone(), e::idx(s)), e::idx(0)));
+                            and_into(
+                                &mut cond,
+                                e::bin(BinOp::Eq, e::bin(BinOp::Rem, tt.clone(), e::idx(s)), e::idx(0)),
+                            );
                         }
                         let i = if s > 1 { e::div(tt, e::idx(s)) } else { tt };
                         and_into(&mut cond, e::bin(BinOp::Lt, i.clone(), e::idx(input_sp[a] as i64)));
@@ -324,7 +350,14 @@ mod tests {
     use crate::ir::{Tensor, TypeInfo};
 
     fn attrs(pads: Vec<usize>) -> WindowAttrs {
-        WindowAttrs { auto_pad: AutoPad::NotSet, kernel_shape: None, strides: vec![], dilations: vec![], pads, group: 1 }
+        WindowAttrs {
+            auto_pad: AutoPad::NotSet,
+            kernel_shape: None,
+            strides: vec![],
+            dilations: vec![],
+            pads,
+            group: 1,
+        }
     }
 
     #[test]
@@ -347,7 +380,8 @@ mod tests {
     #[test]
     fn conv_transpose_gathers_strided_inputs() {
         // 1-D, stride 2, kernel [1, 1]: each input lands on two outputs.
-        let ins = [Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]), Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0])];
+        let ins =
+            [Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]), Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0])];
         let mut window = attrs(vec![]);
         window.strides = vec![2];
         let op = ConvOp::ConvTranspose(ConvTranspose { window, output_padding: vec![], output_shape: None });

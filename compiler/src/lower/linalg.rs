@@ -14,7 +14,12 @@ use crate::kir::build::{broadcast, iadd, imul, linear, KernelBuilder};
 use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp};
 use crate::ops::linalg::{Gemm, LinalgOp};
 
-pub fn lower(op: &LinalgOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+pub fn lower(
+    op: &LinalgOp,
+    cx: &mut LowerCx,
+    ins: &[Option<Operand>],
+    outs: &[Option<Operand>],
+) -> Result<(), OpError> {
     let y = output(outs, 0)?;
     match op {
         LinalgOp::MatMul => {
@@ -191,7 +196,8 @@ impl MatMulDims {
                     kb.for_(k, |kb, p| {
                         let av = kb.let_(ty, e::idx(0));
                         // A's factor is loop-invariant in j: loaded once per (i, p).
-                        let (a_val, _) = load(&MatIx { i: i.clone(), j: e::idx(0) }, a_at(p.clone()), b_at(p.clone(), e::idx(0)));
+                        let (a_val, _) =
+                            load(&MatIx { i: i.clone(), j: e::idx(0) }, a_at(p.clone()), b_at(p.clone(), e::idx(0)));
                         kb.set(av, a_val);
                         kb.for_(n, |kb, j| {
                             let ix = MatIx { i: i.clone(), j: j.clone() };
@@ -269,7 +275,12 @@ fn lower_gemm(g: &Gemm, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
             kb.for_(n, |kb, j| {
                 let acc = kb.let_(ty, zero(ty));
                 kb.for_(k, |kb, p| {
-                    let v = mac(ty, e::var(acc), e::load(a.buf, a_at(i.clone(), p.clone())), e::load(b.buf, b_at(p, j.clone())));
+                    let v = mac(
+                        ty,
+                        e::var(acc),
+                        e::load(a.buf, a_at(i.clone(), p.clone())),
+                        e::load(b.buf, b_at(p, j.clone())),
+                    );
                     kb.set(acc, v);
                 });
                 kb.store(y.buf, iadd(row.clone(), j.clone()), finish(e::var(acc), j));
@@ -307,33 +318,56 @@ fn lower_det(cx: &mut LowerCx, x: &Operand, y: &Operand) -> Result<(), OpError> 
             let best = kb.let_(ty, e::un(UnOp::Abs, e::load(lu, at(c.clone(), c.clone()))));
             kb.for_(n, |kb, rr| {
                 let v = e::un(UnOp::Abs, e::load(lu, at(rr.clone(), c.clone())));
-                let cond = e::bin(BinOp::And, e::bin(BinOp::Gt, rr.clone(), c.clone()), e::bin(BinOp::Gt, v.clone(), e::var(best)));
-                kb.if_(cond, |kb| {
-                    kb.set(piv, rr.clone());
-                    kb.set(best, v);
-                }, |_| {});
+                let cond = e::bin(
+                    BinOp::And,
+                    e::bin(BinOp::Gt, rr.clone(), c.clone()),
+                    e::bin(BinOp::Gt, v.clone(), e::var(best)),
+                );
+                kb.if_(
+                    cond,
+                    |kb| {
+                        kb.set(piv, rr.clone());
+                        kb.set(best, v);
+                    },
+                    |_| {},
+                );
             });
-            kb.if_(e::bin(BinOp::Ne, e::var(piv), c.clone()), |kb| {
-                kb.for_(n, |kb, j| {
-                    let t = kb.let_(ty, e::load(lu, at(c.clone(), j.clone())));
-                    kb.store(lu, at(c.clone(), j.clone()), e::load(lu, at(e::var(piv), j.clone())));
-                    kb.store(lu, at(e::var(piv), j), e::var(t));
-                });
-                kb.set(det, e::un(UnOp::Neg, e::var(det)));
-            }, |_| {});
+            kb.if_(
+                e::bin(BinOp::Ne, e::var(piv), c.clone()),
+                |kb| {
+                    kb.for_(n, |kb, j| {
+                        let t = kb.let_(ty, e::load(lu, at(c.clone(), j.clone())));
+                        kb.store(lu, at(c.clone(), j.clone()), e::load(lu, at(e::var(piv), j.clone())));
+                        kb.store(lu, at(e::var(piv), j), e::var(t));
+                    });
+                    kb.set(det, e::un(UnOp::Neg, e::var(det)));
+                },
+                |_| {},
+            );
             let p = kb.let_(ty, e::load(lu, at(c.clone(), c.clone())));
             kb.set(det, e::mul(e::var(det), e::var(p)));
-            kb.if_(e::bin(BinOp::Ne, e::var(p), zero(ty)), |kb| {
-                kb.for_(n, |kb, rr| {
-                    kb.if_(e::bin(BinOp::Gt, rr.clone(), c.clone()), |kb| {
-                        let f = kb.let_(ty, e::div(e::load(lu, at(rr.clone(), c.clone())), e::var(p)));
-                        kb.for_(n, |kb, j| {
-                            let v = e::sub(e::load(lu, at(rr.clone(), j.clone())), e::mul(e::var(f), e::load(lu, at(c.clone(), j.clone()))));
-                            kb.store(lu, at(rr.clone(), j), v);
-                        });
-                    }, |_| {});
-                });
-            }, |_| {});
+            kb.if_(
+                e::bin(BinOp::Ne, e::var(p), zero(ty)),
+                |kb| {
+                    kb.for_(n, |kb, rr| {
+                        kb.if_(
+                            e::bin(BinOp::Gt, rr.clone(), c.clone()),
+                            |kb| {
+                                let f = kb.let_(ty, e::div(e::load(lu, at(rr.clone(), c.clone())), e::var(p)));
+                                kb.for_(n, |kb, j| {
+                                    let v = e::sub(
+                                        e::load(lu, at(rr.clone(), j.clone())),
+                                        e::mul(e::var(f), e::load(lu, at(c.clone(), j.clone()))),
+                                    );
+                                    kb.store(lu, at(rr.clone(), j), v);
+                                });
+                            },
+                            |_| {},
+                        );
+                    });
+                },
+                |_| {},
+            );
         });
         kb.store(y.buf, bi, e::var(det));
     });
@@ -356,7 +390,8 @@ mod tests {
         let a: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let b: Vec<f32> = (0..6).map(|v| (v as f32) - 2.0).collect();
         let ins = [Tensor::from_vec(&[2, 2, 3], a.clone()), Tensor::from_vec(&[1, 3, 2], b.clone())];
-        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![2, 2, 2])], |cx, i, o| lower(&LinalgOp::MatMul, cx, i, o));
+        let y =
+            run_op(&ins, &[TypeInfo::new(DType::F32, vec![2, 2, 2])], |cx, i, o| lower(&LinalgOp::MatMul, cx, i, o));
         let mut want = Vec::new();
         for bi in 0..2 {
             for i in 0..2 {
@@ -376,8 +411,9 @@ mod tests {
             Tensor::from_vec(&[1], vec![1u8]),
             Tensor::from_vec(&[2], vec![5u8, 6]),
         ];
-        let y =
-            run_op(&ins, &[TypeInfo::new(DType::I32, vec![2, 2])], |cx, i, o| lower(&LinalgOp::MatMulInteger, cx, i, o));
+        let y = run_op(&ins, &[TypeInfo::new(DType::I32, vec![2, 2])], |cx, i, o| {
+            lower(&LinalgOp::MatMulInteger, cx, i, o)
+        });
         // (A - 1) = [[0, 1], [2, 3]], (B - [5, 6]) = [[0, 0], [2, 2]].
         assert_eq!(y[0], Tensor::from_vec(&[2, 2], vec![2i32, 2, 6, 6]));
     }

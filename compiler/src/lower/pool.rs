@@ -88,11 +88,14 @@ fn lower_max(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, ind: Option<&
     let (planes, sp) = planes(x)?;
     let win = window(&p.window, sp, y.shape())?;
     let sp_in: usize = sp.iter().product();
-    let col: Vec<usize> = sp.iter().scan(1, |acc, &d| {
-        let s = *acc;
-        *acc *= d;
-        Some(s)
-    }).collect();
+    let col: Vec<usize> = sp
+        .iter()
+        .scan(1, |acc, &d| {
+            let s = *acc;
+            *acc *= d;
+            Some(s)
+        })
+        .collect();
     let kernel = win.g.kernel.clone();
     let sp_out: usize = win.g.grid.iter().product();
     let mut kb = cx.kernel("");
@@ -112,11 +115,15 @@ fn lower_max(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, ind: Option<&
                     e::bin(BinOp::Eq, e::var(v), e::var(v)),
                     e::bin(BinOp::Or, e::un(UnOp::Not, e::var(found)), e::bin(BinOp::Gt, e::var(v), e::var(best))),
                 );
-                kb.if_(better, |kb| {
-                    kb.set(best, e::var(v));
-                    kb.set(found, e::bool(true));
-                    kb.set(at, e::cast(Ty::I64, flat));
-                }, |_| {});
+                kb.if_(
+                    better,
+                    |kb| {
+                        kb.set(best, e::var(v));
+                        kb.set(found, e::bool(true));
+                        kb.set(at, e::cast(Ty::I64, flat));
+                    },
+                    |_| {},
+                );
             });
         });
         if let Some(ind) = ind {

@@ -173,7 +173,10 @@ fn lower_dynamic(cx: &mut LowerCx, x: &Operand, y: &Operand, scale: &Operand, zp
     });
     let range = e::select(e::bin(BinOp::Eq, e::var(mx), e::var(mn)), e::f32(1.0), e::sub(e::var(mx), e::var(mn)));
     let s = kb.let_(Ty::F32, e::div(range, e::f32(255.0)));
-    let z = kb.let_(Ty::F32, e::un(UnOp::Round, clamp(e::sub(e::f32(0.0), e::div(e::var(mn), e::var(s))), Ty::F32, 0.0, 255.0)));
+    let z = kb.let_(
+        Ty::F32,
+        e::un(UnOp::Round, clamp(e::sub(e::f32(0.0), e::div(e::var(mn), e::var(s))), Ty::F32, 0.0, 255.0)),
+    );
     kb.store(scale.buf, e::idx(0), e::var(s));
     kb.store(zp.buf, e::idx(0), e::cast(Ty::I32, e::var(z)));
     kb.for_(x.len(), |kb, i| {
@@ -191,9 +194,16 @@ fn lower_qlinear_matmul(cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
     let (a, a_s, b, b_s, y_s) = (input(ins, 0)?, input(ins, 1)?, input(ins, 3)?, input(ins, 4)?, input(ins, 6)?);
     let y_zp = ins.get(7).and_then(Option::as_ref);
     let (lo, hi) = saturation(y.ty.dtype)?;
-    for p in [Some(a_s), Some(b_s), Some(y_s), ins.get(2).and_then(Option::as_ref), ins.get(5).and_then(Option::as_ref), y_zp]
-        .into_iter()
-        .flatten()
+    for p in [
+        Some(a_s),
+        Some(b_s),
+        Some(y_s),
+        ins.get(2).and_then(Option::as_ref),
+        ins.get(5).and_then(Option::as_ref),
+        y_zp,
+    ]
+    .into_iter()
+    .flatten()
     {
         if p.len() != 1 {
             return Err(OpError::unsupported("QLinearMatMul with per-axis parameters"));
@@ -204,7 +214,8 @@ fn lower_qlinear_matmul(cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
         return Err(OpError::unsupported("QLinearMatMul scales of mixed types"));
     }
     let s = MatMulDims::new(a.shape(), b.shape())?;
-    let (az, bz) = (ZeroPointArg::new(ins.get(2), s.m, "a_zero_point")?, ZeroPointArg::new(ins.get(5), s.n, "b_zero_point")?);
+    let (az, bz) =
+        (ZeroPointArg::new(ins.get(2), s.m, "a_zero_point")?, ZeroPointArg::new(ins.get(5), s.n, "b_zero_point")?);
     let scalar = |o: &Operand| e::load(o.buf, e::idx(0));
     let mut kb = cx.kernel("");
     let factor = kb.let_(st, e::div(e::mul(scalar(a_s), scalar(b_s)), scalar(y_s)));
