@@ -171,25 +171,22 @@ fn lower_avg(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, lp: Option<i6
                 guarded(kb, inside, |kb| kb.set(padded, e::add(e::var(padded), one.clone())));
             }
             let v = e::load(x.buf, iadd(imul(plane.clone(), sp_in as i64), linear(sp, &pos)));
-            let term = match lp {
-                None => v,
-                Some(1) => e::un(UnOp::Abs, v),
-                Some(2) => {
-                    let t = kb.var(ty);
-                    return guarded(kb, cond, |kb| {
-                        kb.set(t, v);
-                        kb.set(sum, e::fma(e::var(t), e::var(t), e::var(sum)));
-                    });
-                }
-                Some(q) => e::bin(BinOp::Pow, e::un(UnOp::Abs, v), flit(ty, q as f64)),
-            };
             guarded(kb, cond, |kb| {
-                kb.set(sum, e::add(e::var(sum), term));
-                kb.set(count, e::add(e::var(count), one.clone()));
+                let t = kb.let_(ty, v);
+                let next = match lp {
+                    None => e::add(e::var(sum), e::var(t)),
+                    Some(1) => e::add(e::var(sum), e::un(UnOp::Abs, e::var(t))),
+                    Some(2) => e::fma(e::var(t), e::var(t), e::var(sum)),
+                    Some(q) => e::add(e::var(sum), e::bin(BinOp::Pow, e::un(UnOp::Abs, e::var(t)), flit(ty, q as f64))),
+                };
+                kb.set(sum, next);
+                if !need_padded {
+                    kb.set(count, e::add(e::var(count), one.clone()));
+                }
             });
         });
         match lp {
-            None => e::div(e::var(sum), e::var(if p.count_include_pad { padded } else { count })),
+            None => e::div(e::var(sum), e::var(if need_padded { padded } else { count })),
             Some(q) => {
                 let mean = e::div(e::mul(e::var(sum), flit(ty, kn as f64)), e::var(padded));
                 root(ty, mean, q)
