@@ -160,10 +160,13 @@ impl ConvDims {
         let (Some((&[n, c], input)), Some((&[m, cw], wk))) = (x.split_first_chunk(), w.split_first_chunk()) else {
             return Err(OpError::invalid("Conv operands must be [N, C, spatial...]"));
         };
-        if input.is_empty() || cw * a.group != c || m % a.group != 0 || wk.len() != input.len() {
+        if input.is_empty() || cw.checked_mul(a.group) != Some(c) || m % a.group != 0 || wk.len() != input.len() {
             return Err(OpError::invalid(format!("Conv shapes X {x:?} and W {w:?} do not match group {}", a.group)));
         }
         let kernel = a.kernel(input.len(), Some(wk))?;
+        if kernel != wk {
+            return Err(OpError::invalid(format!("kernel_shape {kernel:?} differs from W's {wk:?}")));
+        }
         let g = conv_geometry(a, input, kernel)?;
         Ok(ConvDims { n, c, m, group: a.group, win: Window { g, target: input.to_vec() } })
     }
@@ -282,10 +285,19 @@ fn lower_conv_transpose(
         return Err(OpError::invalid("ConvTranspose operands must be [N, C, spatial...]"));
     };
     let ns = input_sp.len();
-    if ns == 0 || wk.len() != ns || out_sp.len() != ns || a.group == 0 || c % a.group != 0 || mg * a.group != m {
+    if ns == 0
+        || wk.len() != ns
+        || out_sp.len() != ns
+        || a.group == 0
+        || c % a.group != 0
+        || mg.checked_mul(a.group) != Some(m)
+    {
         return Err(OpError::invalid("ConvTranspose shapes do not match"));
     }
     let kernel = a.kernel(ns, Some(wk))?;
+    if kernel != wk {
+        return Err(OpError::invalid(format!("kernel_shape {kernel:?} differs from W's {wk:?}")));
+    }
     let mut g = a.geometry(kernel.clone())?;
     let op_pad: Vec<usize> = match t.output_padding.len() {
         0 => vec![0; ns],

@@ -5,7 +5,7 @@
 //! walks a row of B and a row of the output contiguously. When the output buffer holds
 //! the accumulator type exactly (f32, f64, i32, i64) the sum accumulates in the output
 //! row; otherwise (f16/bf16, 8/16-bit integers) a store would round every partial sum,
-//! so each element accumulates in a variable over `k` instead ([`Accum`]).
+//! so each element accumulates in a variable over `k` instead ([`MatMulDims::emit`]).
 
 use super::{LowerCx, Operand};
 use crate::error::OpError;
