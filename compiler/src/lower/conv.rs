@@ -1,16 +1,16 @@
 //! Lowering of the conv family: Conv, ConvInteger, QLinearConv and ConvTranspose
 //! (DeformConv and Col2Im are not lowered yet).
 //!
-//! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel,
-//! output position...)` outside, the reduction `(in channel, kernel position...)`
-//! inside into a scalar accumulator, one store per output element. Padding is not
-//! materialised: a tap whose input position falls outside the input is skipped by an
-//! `If` whose condition only tests the bounds a tap can actually cross ([`Window::tap`]),
-//! so unpadded convs have no conditions at all. ConvTranspose is written in the same
-//! gather form (each output element sums the inputs that scatter to it), which keeps
-//! the accumulator in a register instead of read-modify-writing the output.
+//! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
+//! outside, then either the output plane as accumulator with the output positions
+//! innermost, or a scalar accumulator per output element ([`ConvDims::emit`]). Padding
+//! is not materialised: a tap whose input position falls outside the input is skipped
+//! by an `If` whose condition only tests the bounds a tap can actually cross
+//! ([`Window::tap`]), so unpadded convs have no conditions at all. ConvTranspose is
+//! written in gather form (each output element sums the inputs that scatter to it),
+//! which keeps its accumulator in a variable instead of read-modify-writing the output.
 
-use super::linalg::{flit, input, mac, output, zero};
+use super::linalg::{flit, holds_exactly, input, mac, output, zero};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::ir::DType;
@@ -27,14 +27,10 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
             let bias = opt(ins, 2);
             let s = ConvDims::new(a, x.shape(), w.shape())?;
             let mut kb = cx.kernel("");
-            s.emit(
-                &mut kb,
-                ty,
-                y,
-                |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc)),
-                |xi, wi, _| (e::load(x.buf, xi), e::load(w.buf, wi)),
-                |_, acc| acc,
-            );
+            let init = |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc));
+            let terms =
+                ConvTerms { init: &init, x: &|i| e::load(x.buf, i), w: &|i, _| e::load(w.buf, i), finish: None };
+            s.emit(&mut kb, ty, y, &terms);
             cx.emit(kb.finish());
             Ok(())
         }
@@ -43,14 +39,13 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
             let s = ConvDims::new(a, x.shape(), w.shape())?;
             let (xz, wz) = (int_param(opt(ins, 2), 1, "x_zero_point")?, int_param(opt(ins, 3), s.m, "w_zero_point")?);
             let mut kb = cx.kernel("");
-            s.emit(
-                &mut kb,
-                Ty::I32,
-                y,
-                |_| e::i32(0),
-                |xi, wi, oc| (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc))),
-                |_, acc| acc,
-            );
+            let terms = ConvTerms {
+                init: &|_| e::i32(0),
+                x: &|i| e::sub(e::load(x.buf, i), xz.at(e::idx(0))),
+                w: &|i, oc| e::sub(e::load(w.buf, i), wz.at(oc)),
+                finish: None,
+            };
+            s.emit(&mut kb, Ty::I32, y, &terms);
             cx.emit(kb.finish());
             Ok(())
         }
@@ -171,45 +166,73 @@ impl ConvDims {
         Ok(ConvDims { n, c, m, group: a.group, win: Window { g, target: input.to_vec() } })
     }
 
-    /// `y[b, oc, o] = finish(oc, o, init(oc) + sum x'[b, ic, tap] * w'[oc, ic, k])` in
-    /// `ty`, where `load(x_index, w_index, oc)` gives the two factors.
-    fn emit(
-        &self,
-        kb: &mut KernelBuilder,
-        ty: Ty,
-        y: &Operand,
-        init: impl Fn(Expr) -> Expr,
-        load: impl Fn(Expr, Expr, Expr) -> (Expr, Expr),
-        finish: impl Fn(Expr, Expr) -> Expr,
-    ) {
+    /// `y[b, oc, o] = finish(oc, init(oc) + sum x'[b, ic, tap] * w'[oc, ic, k])` in `ty`.
+    ///
+    /// When Y holds `ty` exactly and there is no `finish`, Y's plane is the accumulator
+    /// and the output positions are the innermost loops (`(ic, k..., o...)`): the
+    /// innermost loop then walks Y contiguously and X with the stride, with `w` hoisted.
+    /// Otherwise (16-bit floats, requantisation) each output element sums over `(ic,
+    /// k...)` in a variable.
+    fn emit(&self, kb: &mut KernelBuilder, ty: Ty, y: &Operand, t: &ConvTerms) {
         let (cg, mg) = (self.c / self.group, self.m / self.group);
         let (sp_in, sp_out) = (self.win.target.iter().product::<usize>(), self.win.g.grid.iter().product::<usize>());
-        let kernel = self.win.g.kernel.clone();
+        let grid = &self.win.g.grid;
+        let kernel = &self.win.g.kernel;
         let kn: usize = kernel.iter().product();
+        let in_place = t.finish.is_none() && holds_exactly(y.ty.dtype, ty);
         kb.for_shape(&[self.n, self.group, mg], |kb, ix| {
             let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
             let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
             let y0 = imul(iadd(imul(b.clone(), self.m as i64), oc.clone()), sp_out as i64);
-            kb.for_shape(&self.win.g.grid, |kb, o| {
-                let acc = kb.let_(ty, init(oc.clone()));
+            let y_at = |o: &[Expr]| iadd(y0.clone(), linear(grid, o));
+            let x0 = |ic: Expr| {
+                imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic)), sp_in as i64)
+            };
+            let w0 = |ic: Expr| imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
+            if in_place {
+                kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
                 kb.for_(cg, |kb, ic| {
-                    let x0 = imul(
-                        iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic.clone())),
-                        sp_in as i64,
-                    );
-                    let w0 = imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
-                    kb.for_shape(&kernel, |kb, k| {
-                        let (at, cond) = self.win.tap(o, k);
-                        let wi = iadd(w0.clone(), linear(&kernel, k));
-                        let (xv, wv) = load(iadd(x0.clone(), at), wi, oc.clone());
-                        guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                    kb.for_shape(kernel, |kb, k| {
+                        let wv = kb.let_(ty, (t.w)(iadd(w0(ic.clone()), linear(kernel, k)), oc.clone()));
+                        kb.for_shape(grid, |kb, o| {
+                            let (at, cond) = self.win.tap(o, k);
+                            let xv = (t.x)(iadd(x0(ic.clone()), at));
+                            guarded(kb, cond, |kb| {
+                                kb.store(y.buf, y_at(o), mac(ty, e::load(y.buf, y_at(o)), xv, e::var(wv)))
+                            });
+                        });
                     });
                 });
-                let at = iadd(y0.clone(), linear(&self.win.g.grid, o));
-                kb.store(y.buf, at, finish(oc.clone(), e::var(acc)));
-            });
+            } else {
+                kb.for_shape(grid, |kb, o| {
+                    let acc = kb.let_(ty, (t.init)(oc.clone()));
+                    kb.for_(cg, |kb, ic| {
+                        kb.for_shape(kernel, |kb, k| {
+                            let (at, cond) = self.win.tap(o, k);
+                            let xv = (t.x)(iadd(x0(ic.clone()), at));
+                            let wv = (t.w)(iadd(w0(ic.clone()), linear(kernel, k)), oc.clone());
+                            guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                        });
+                    });
+                    let v = match t.finish {
+                        Some(f) => f(oc.clone(), e::var(acc)),
+                        None => e::var(acc),
+                    };
+                    kb.store(y.buf, y_at(o), v);
+                });
+            }
         });
     }
+}
+
+/// What a conv's loop nest reads and writes, beyond its shapes: the factors `x(x_index)`
+/// and `w(w_index, out_channel)` (zero points subtracted there), the accumulator's start
+/// `init(out_channel)` (the bias) and an optional `finish(out_channel, acc)`.
+struct ConvTerms<'a> {
+    init: &'a dyn Fn(Expr) -> Expr,
+    x: &'a dyn Fn(Expr) -> Expr,
+    w: &'a dyn Fn(Expr, Expr) -> Expr,
+    finish: Option<&'a dyn Fn(Expr, Expr) -> Expr>,
 }
 
 /// QLinearConv: the exact int32 conv of `(x - x_zp)` and `(w - w_zp)` plus the int32
@@ -230,21 +253,19 @@ fn lower_qlinear_conv(a: &WindowAttrs, cx: &mut LowerCx, ins: &[Option<Operand>]
     let ws_at = |oc: Expr| if ws.len() == 1 { e::load(ws.buf, e::idx(0)) } else { e::load(ws.buf, oc) };
     let f64_of = |v: Expr| e::cast(Ty::F64, v);
     let mut kb = cx.kernel("");
-    s.emit(
-        &mut kb,
-        Ty::I32,
-        y,
-        |oc| bias.at(oc),
-        |xi, wi, oc| (e::sub(e::load(x.buf, xi), xz.at(e::idx(0))), e::sub(e::load(w.buf, wi), wz.at(oc))),
-        |oc, acc| {
-            let factor = e::div(
-                e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))),
-                f64_of(e::load(ys.buf, e::idx(0))),
-            );
-            let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
-            e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
-        },
-    );
+    let requantise = |oc: Expr, acc: Expr| {
+        let factor =
+            e::div(e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))), f64_of(e::load(ys.buf, e::idx(0))));
+        let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
+        e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
+    };
+    let terms = ConvTerms {
+        init: &|oc| bias.at(oc),
+        x: &|i| e::sub(e::load(x.buf, i), xz.at(e::idx(0))),
+        w: &|i, oc| e::sub(e::load(w.buf, i), wz.at(oc)),
+        finish: Some(&requantise),
+    };
+    s.emit(&mut kb, Ty::I32, y, &terms);
     cx.emit(kb.finish());
     Ok(())
 }
