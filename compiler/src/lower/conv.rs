@@ -1,5 +1,5 @@
 //! Lowering of the conv family: Conv, ConvInteger, QLinearConv and ConvTranspose
-//! (DeformConv and Col2Im are not lowered yet).
+//! (DeformConv and Col2Im are not lowered).
 //!
 //! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
 //! outside, then either the output plane as accumulator with the output positions
