@@ -1,10 +1,424 @@
-//! Lowering of the conv family to KIR. (Not yet written: every op reports unsupported.)
+//! Lowering of the conv family: Conv, ConvInteger, QLinearConv and ConvTranspose
+//! (DeformConv and Col2Im are not lowered).
+//!
+//! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
+//! outside, then either the output plane as accumulator with the output positions
+//! innermost, or a scalar accumulator per output element ([`ConvDims::emit`]). Padding
+//! is not materialised: a tap whose input position falls outside the input is skipped
+//! by an `If` whose condition only tests the bounds a tap can actually cross
+//! ([`Window::tap`]), so unpadded convs have no conditions at all. ConvTranspose is
+//! written in gather form (each output element sums the inputs that scatter to it),
+//! which keeps its accumulator in a variable instead of read-modify-writing the output.
 
+use super::linalg::{flit, holds_exactly, input, mac, output, zero};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::ops::conv::ConvOp;
+use crate::ir::DType;
+use crate::kir::build::{iadd, imul, linear, KernelBuilder};
+use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp};
+use crate::ops::conv::{conv_geometry, AutoPad, ConvOp, ConvTranspose, Geometry, WindowAttrs};
 
 pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
-    let _ = (op, cx, ins, outs);
-    Err(OpError::unsupported("code generation for this op is not implemented yet"))
+    let y = output(outs, 0)?;
+    match op {
+        ConvOp::Conv(a) => {
+            let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+            let ty = x.kty()?;
+            let bias = opt(ins, 2);
+            let s = ConvDims::new(a, x.shape(), w.shape())?;
+            let mut kb = cx.kernel("");
+            let init = |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc));
+            let terms =
+                ConvTerms { init: &init, x: &|i| e::load(x.buf, i), w: &|i, _| e::load(w.buf, i), finish: None };
+            s.emit(&mut kb, ty, y, &terms);
+            cx.emit(kb.finish());
+            Ok(())
+        }
+        ConvOp::ConvInteger(a) => {
+            let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+            let s = ConvDims::new(a, x.shape(), w.shape())?;
+            let (xz, wz) = (int_param(opt(ins, 2), 1, "x_zero_point")?, int_param(opt(ins, 3), s.m, "w_zero_point")?);
+            let mut kb = cx.kernel("");
+            let terms = ConvTerms {
+                init: &|_| e::i32(0),
+                x: &|i| e::sub(e::load(x.buf, i), xz.at(e::idx(0))),
+                w: &|i, oc| e::sub(e::load(w.buf, i), wz.at(oc)),
+                finish: None,
+            };
+            s.emit(&mut kb, Ty::I32, y, &terms);
+            cx.emit(kb.finish());
+            Ok(())
+        }
+        ConvOp::QLinearConv(a) => lower_qlinear_conv(a, cx, ins, y),
+        ConvOp::ConvTranspose(t) => lower_conv_transpose(t, cx, ins, y),
+        ConvOp::DeformConv(_) | ConvOp::Col2Im(_) => Err(OpError::unsupported("code generation for this op")),
+    }
+}
+
+fn opt(ins: &[Option<Operand>], i: usize) -> Option<&Operand> {
+    ins.get(i).and_then(Option::as_ref)
+}
+
+/// An integer parameter (zero point) read at run time: absent (0), one value, or one per
+/// channel.
+pub(super) enum IntParam {
+    Zero,
+    One(BufId),
+    PerChannel(BufId),
+}
+
+impl IntParam {
+    pub fn at(&self, channel: Expr) -> Expr {
+        match self {
+            IntParam::Zero => e::i32(0),
+            IntParam::One(b) => e::load(*b, e::idx(0)),
+            IntParam::PerChannel(b) => e::load(*b, channel),
+        }
+    }
+}
+
+pub(super) fn int_param(op: Option<&Operand>, per: usize, what: &str) -> Result<IntParam, OpError> {
+    match op {
+        None => Ok(IntParam::Zero),
+        Some(z) if Ty::of_storage(z.ty.dtype) != Some(Ty::I32) => {
+            Err(OpError::unsupported(format!("{what} of type {}", z.ty.dtype)))
+        }
+        Some(z) if z.len() == 1 => Ok(IntParam::One(z.buf)),
+        Some(z) if z.len() == per => Ok(IntParam::PerChannel(z.buf)),
+        Some(z) => Err(OpError::invalid(format!("{what} has {} values; 1 or {per} expected", z.len()))),
+    }
+}
+
+/// A sliding window over the spatial axes: grid position `o` and kernel position `k`
+/// meet target position `o * stride + k * dilation - pad_head`.
+pub(super) struct Window {
+    pub g: Geometry,
+    /// The spatial extent the positions index (the input for Conv and pools).
+    pub target: Vec<usize>,
+}
+
+impl Window {
+    /// The row-major offset of the tap in the target and, when some tap can fall
+    /// outside it, the condition that this one does not.
+    pub fn tap(&self, o: &[Expr], k: &[Expr]) -> (Expr, Option<Expr>) {
+        let (pos, cond) = self.positions(o, k);
+        (linear(&self.target, &pos), cond)
+    }
+
+    /// The tap's coordinates in the target, and the in-bounds condition as for [`Self::tap`].
+    pub fn positions(&self, o: &[Expr], k: &[Expr]) -> (Vec<Expr>, Option<Expr>) {
+        let g = &self.g;
+        let mut pos = Vec::with_capacity(o.len());
+        let mut cond: Option<Expr> = None;
+        for a in 0..o.len() {
+            let (s, d, ph) = (g.strides[a], g.dilations[a], g.pad_head[a]);
+            let p = iadd(iadd(imul(o[a].clone(), s as i64), imul(k[a].clone(), d as i64)), e::idx(-(ph as i64)));
+            let max = (g.grid[a].max(1) - 1) * s + (g.kernel[a] - 1) * d;
+            if ph > 0 {
+                and_into(&mut cond, e::bin(BinOp::Ge, p.clone(), e::idx(0)));
+            }
+            if max >= self.target[a] + ph {
+                and_into(&mut cond, e::bin(BinOp::Lt, p.clone(), e::idx(self.target[a] as i64)));
+            }
+            pos.push(p);
+        }
+        (pos, cond)
+    }
+}
+
+pub(super) fn and_into(acc: &mut Option<Expr>, c: Expr) {
+    *acc = Some(match acc.take() {
+        None => c,
+        Some(a) => e::bin(BinOp::And, a, c),
+    });
+}
+
+/// Runs `body` under `cond` when there is one.
+pub(super) fn guarded(kb: &mut KernelBuilder, cond: Option<Expr>, body: impl FnOnce(&mut KernelBuilder)) {
+    match cond {
+        None => body(kb),
+        Some(c) => kb.if_(c, body, |_| {}),
+    }
+}
+
+/// A grouped conv: X `[N, C, in...]`, W `[M, C/group, k...]`, Y `[N, M, grid...]`.
+struct ConvDims {
+    n: usize,
+    c: usize,
+    m: usize,
+    group: usize,
+    win: Window,
+}
+
+impl ConvDims {
+    fn new(a: &WindowAttrs, x: &[usize], w: &[usize]) -> Result<Self, OpError> {
+        let (Some((&[n, c], input)), Some((&[m, cw], wk))) = (x.split_first_chunk(), w.split_first_chunk()) else {
+            return Err(OpError::invalid("Conv operands must be [N, C, spatial...]"));
+        };
+        if input.is_empty() || cw.checked_mul(a.group) != Some(c) || m % a.group != 0 || wk.len() != input.len() {
+            return Err(OpError::invalid(format!("Conv shapes X {x:?} and W {w:?} do not match group {}", a.group)));
+        }
+        let kernel = a.kernel(input.len(), Some(wk))?;
+        if kernel != wk {
+            return Err(OpError::invalid(format!("kernel_shape {kernel:?} differs from W's {wk:?}")));
+        }
+        let g = conv_geometry(a, input, kernel)?;
+        Ok(ConvDims { n, c, m, group: a.group, win: Window { g, target: input.to_vec() } })
+    }
+
+    /// `y[b, oc, o] = finish(oc, init(oc) + sum x'[b, ic, tap] * w'[oc, ic, k])` in `ty`.
+    ///
+    /// When Y holds `ty` exactly and there is no `finish`, Y's plane is the accumulator
+    /// and the output positions are the innermost loops (`(ic, k..., o...)`): the
+    /// innermost loop then walks Y contiguously and X with the stride, with `w` hoisted.
+    /// Otherwise (16-bit floats, requantisation) each output element sums over `(ic,
+    /// k...)` in a variable.
+    fn emit(&self, kb: &mut KernelBuilder, ty: Ty, y: &Operand, t: &ConvTerms) {
+        let (cg, mg) = (self.c / self.group, self.m / self.group);
+        let (sp_in, sp_out) = (self.win.target.iter().product::<usize>(), self.win.g.grid.iter().product::<usize>());
+        let grid = &self.win.g.grid;
+        let kernel = &self.win.g.kernel;
+        let kn: usize = kernel.iter().product();
+        let in_place = t.finish.is_none() && holds_exactly(y.ty.dtype, ty);
+        kb.for_shape(&[self.n, self.group, mg], |kb, ix| {
+            let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
+            let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
+            let y0 = imul(iadd(imul(b.clone(), self.m as i64), oc.clone()), sp_out as i64);
+            let y_at = |o: &[Expr]| iadd(y0.clone(), linear(grid, o));
+            let x0 = |ic: Expr| {
+                imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic)), sp_in as i64)
+            };
+            let w0 = |ic: Expr| imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
+            if in_place {
+                kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
+                kb.for_(cg, |kb, ic| {
+                    kb.for_shape(kernel, |kb, k| {
+                        let wv = kb.let_(ty, (t.w)(iadd(w0(ic.clone()), linear(kernel, k)), oc.clone()));
+                        kb.for_shape(grid, |kb, o| {
+                            let (at, cond) = self.win.tap(o, k);
+                            let xv = (t.x)(iadd(x0(ic.clone()), at));
+                            guarded(kb, cond, |kb| {
+                                kb.store(y.buf, y_at(o), mac(ty, e::load(y.buf, y_at(o)), xv, e::var(wv)))
+                            });
+                        });
+                    });
+                });
+            } else {
+                kb.for_shape(grid, |kb, o| {
+                    let acc = kb.let_(ty, (t.init)(oc.clone()));
+                    kb.for_(cg, |kb, ic| {
+                        kb.for_shape(kernel, |kb, k| {
+                            let (at, cond) = self.win.tap(o, k);
+                            let xv = (t.x)(iadd(x0(ic.clone()), at));
+                            let wv = (t.w)(iadd(w0(ic.clone()), linear(kernel, k)), oc.clone());
+                            guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                        });
+                    });
+                    let v = match t.finish {
+                        Some(f) => f(oc.clone(), e::var(acc)),
+                        None => e::var(acc),
+                    };
+                    kb.store(y.buf, y_at(o), v);
+                });
+            }
+        });
+    }
+}
+
+/// What a conv's loop nest reads and writes, beyond its shapes: the factors `x(x_index)`
+/// and `w(w_index, out_channel)` (zero points subtracted there), the accumulator's start
+/// `init(out_channel)` (the bias) and an optional `finish(out_channel, acc)`.
+struct ConvTerms<'a> {
+    init: &'a dyn Fn(Expr) -> Expr,
+    x: &'a dyn Fn(Expr) -> Expr,
+    w: &'a dyn Fn(Expr, Expr) -> Expr,
+    finish: Option<&'a dyn Fn(Expr, Expr) -> Expr>,
+}
+
+/// QLinearConv: the exact int32 conv of `(x - x_zp)` and `(w - w_zp)` plus the int32
+/// bias, requantised as `saturate(round_half_even(acc * x_scale * w_scale / y_scale +
+/// y_zp))`. The factor is computed in F64 like the reference, so rounding ties land the
+/// same way.
+fn lower_qlinear_conv(a: &WindowAttrs, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
+    let (x, xs, w, ws, ys) = (input(ins, 0)?, input(ins, 1)?, input(ins, 3)?, input(ins, 4)?, input(ins, 6)?);
+    let s = ConvDims::new(a, x.shape(), w.shape())?;
+    let xz = int_param(opt(ins, 2), 1, "x_zero_point")?;
+    let wz = int_param(opt(ins, 5), s.m, "w_zero_point")?;
+    let yz = int_param(opt(ins, 7), 1, "y_zero_point")?;
+    let bias = int_param(opt(ins, 8), s.m, "bias")?;
+    let (lo, hi) = saturation(y.ty.dtype)?;
+    if ws.len() != 1 && ws.len() != s.m {
+        return Err(OpError::invalid("w_scale must have 1 or M values"));
+    }
+    let ws_at = |oc: Expr| if ws.len() == 1 { e::load(ws.buf, e::idx(0)) } else { e::load(ws.buf, oc) };
+    let f64_of = |v: Expr| e::cast(Ty::F64, v);
+    let mut kb = cx.kernel("");
+    let requantise = |oc: Expr, acc: Expr| {
+        let factor =
+            e::div(e::mul(f64_of(e::load(xs.buf, e::idx(0))), f64_of(ws_at(oc))), f64_of(e::load(ys.buf, e::idx(0))));
+        let v = e::add(e::mul(f64_of(acc), factor), f64_of(yz.at(e::idx(0))));
+        e::cast(Ty::I32, clamp(e::un(UnOp::Round, v), Ty::F64, lo, hi))
+    };
+    let terms = ConvTerms {
+        init: &|oc| bias.at(oc),
+        x: &|i| e::sub(e::load(x.buf, i), xz.at(e::idx(0))),
+        w: &|i, oc| e::sub(e::load(w.buf, i), wz.at(oc)),
+        finish: Some(&requantise),
+    };
+    s.emit(&mut kb, Ty::I32, y, &terms);
+    cx.emit(kb.finish());
+    Ok(())
+}
+
+/// The integer range of a quantised output type.
+pub(super) fn saturation(d: DType) -> Result<(f64, f64), OpError> {
+    Ok(match d {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        d => return Err(OpError::unsupported(format!("quantised output of type {d}"))),
+    })
+}
+
+/// `min(max(v, lo), hi)` on a float (NaN propagates; the cast after it makes it 0).
+pub(super) fn clamp(v: Expr, ty: Ty, lo: f64, hi: f64) -> Expr {
+    e::bin(BinOp::Min, e::bin(BinOp::Max, v, flit(ty, lo)), flit(ty, hi))
+}
+
+/// ConvTranspose in gather form: `y[b, oc, o] = bias[oc] + sum x[b, ic, i] * w[ic, om,
+/// k]` over the (i, k) with `i * stride + k * dilation - pad_head = o`, i.e. `t = o +
+/// pad_head - k * dilation` divisible by the stride with `t / stride` inside the input.
+fn lower_conv_transpose(
+    t: &ConvTranspose,
+    cx: &mut LowerCx,
+    ins: &[Option<Operand>],
+    y: &Operand,
+) -> Result<(), OpError> {
+    let (x, w) = (input(ins, 0)?, input(ins, 1)?);
+    let bias = opt(ins, 2);
+    let ty = x.kty()?;
+    let a = &t.window;
+    let (Some((&[n, c], input_sp)), Some((&[_, mg], wk)), Some((&[_, m], out_sp))) =
+        (x.shape().split_first_chunk(), w.shape().split_first_chunk(), y.shape().split_first_chunk())
+    else {
+        return Err(OpError::invalid("ConvTranspose operands must be [N, C, spatial...]"));
+    };
+    let ns = input_sp.len();
+    if ns == 0
+        || wk.len() != ns
+        || out_sp.len() != ns
+        || a.group == 0
+        || c % a.group != 0
+        || mg.checked_mul(a.group) != Some(m)
+    {
+        return Err(OpError::invalid("ConvTranspose shapes do not match"));
+    }
+    let kernel = a.kernel(ns, Some(wk))?;
+    if kernel != wk {
+        return Err(OpError::invalid(format!("kernel_shape {kernel:?} differs from W's {wk:?}")));
+    }
+    let mut g = a.geometry(kernel.clone())?;
+    let op_pad: Vec<usize> = match t.output_padding.len() {
+        0 => vec![0; ns],
+        l if l == ns || l == 2 * ns => t.output_padding[..ns].to_vec(),
+        _ => return Err(OpError::invalid("output_padding does not fit the spatial axes")),
+    };
+    if matches!(a.auto_pad, AutoPad::SameUpper | AutoPad::SameLower) {
+        for i in 0..ns {
+            let eff = (kernel[i] - 1) * g.dilations[i] + 1;
+            let full = g.strides[i] * (input_sp[i].max(1) - 1) + op_pad[i] + eff;
+            let total = full.saturating_sub(out_sp[i]);
+            g.pad_head[i] = if a.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
+        }
+    }
+    let cg = c / a.group;
+    let (sp_in, sp_out, kn) =
+        (input_sp.iter().product::<usize>(), out_sp.iter().product::<usize>(), kernel.iter().product::<usize>());
+    let mut kb = cx.kernel("");
+    kb.for_shape(&[n, a.group, mg], |kb, ix| {
+        let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
+        let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
+        let y0 = imul(iadd(imul(b.clone(), m as i64), oc.clone()), sp_out as i64);
+        kb.for_shape(out_sp, |kb, o| {
+            let acc = kb.let_(ty, bias.map_or(zero(ty), |bb| e::load(bb.buf, oc.clone())));
+            kb.for_(cg, |kb, icl| {
+                let ic = iadd(imul(gi.clone(), cg as i64), icl);
+                let x0 = imul(iadd(imul(b.clone(), c as i64), ic.clone()), sp_in as i64);
+                let w0 = imul(iadd(imul(ic, mg as i64), om.clone()), kn as i64);
+                kb.for_shape(&kernel, |kb, k| {
+                    let mut cond = None;
+                    let mut pos = Vec::with_capacity(ns);
+                    for a in 0..ns {
+                        let (s, d) = (g.strides[a] as i64, g.dilations[a] as i64);
+                        let tt = iadd(iadd(o[a].clone(), e::idx(g.pad_head[a] as i64)), imul(k[a].clone(), -d));
+                        and_into(&mut cond, e::bin(BinOp::Ge, tt.clone(), e::idx(0)));
+                        if s > 1 {
+                            and_into(
+                                &mut cond,
+                                e::bin(BinOp::Eq, e::bin(BinOp::Rem, tt.clone(), e::idx(s)), e::idx(0)),
+                            );
+                        }
+                        let i = if s > 1 { e::div(tt, e::idx(s)) } else { tt };
+                        and_into(&mut cond, e::bin(BinOp::Lt, i.clone(), e::idx(input_sp[a] as i64)));
+                        pos.push(i);
+                    }
+                    let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &pos)));
+                    let wv = e::load(w.buf, iadd(w0.clone(), linear(&kernel, k)));
+                    guarded(kb, cond, |kb| kb.set(acc, mac(ty, e::var(acc), xv, wv)));
+                });
+            });
+            kb.store(y.buf, iadd(y0.clone(), linear(out_sp, o)), e::var(acc));
+        });
+    });
+    cx.emit(kb.finish());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::linalg::testkit::run_op;
+    use super::*;
+    use crate::ir::{Tensor, TypeInfo};
+
+    fn attrs(pads: Vec<usize>) -> WindowAttrs {
+        WindowAttrs {
+            auto_pad: AutoPad::NotSet,
+            kernel_shape: None,
+            strides: vec![],
+            dilations: vec![],
+            pads,
+            group: 1,
+        }
+    }
+
+    #[test]
+    fn padded_conv_skips_taps_outside_the_input() {
+        let ins = [Tensor::from_vec(&[1, 1, 3, 3], vec![1.0f32; 9]), Tensor::from_vec(&[1, 1, 3, 3], vec![1.0f32; 9])];
+        let op = ConvOp::Conv(attrs(vec![1, 1, 1, 1]));
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![1, 1, 3, 3])], |cx, i, o| lower(&op, cx, i, o));
+        let want = vec![4.0f32, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0];
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 3, 3], want));
+    }
+
+    #[test]
+    fn unpadded_window_needs_no_bounds_test() {
+        let g = attrs(vec![]).geometry(vec![2]).unwrap();
+        let win = Window { g: Geometry { grid: vec![3], ..g }, target: vec![4] };
+        let (_, cond) = win.tap(&[e::idx(0)], &[e::idx(0)]);
+        assert!(cond.is_none());
+    }
+
+    #[test]
+    fn conv_transpose_gathers_strided_inputs() {
+        // 1-D, stride 2, kernel [1, 1]: each input lands on two outputs.
+        let ins =
+            [Tensor::from_vec(&[1, 1, 3], vec![1.0f32, 2.0, 3.0]), Tensor::from_vec(&[1, 1, 2], vec![1.0f32, 10.0])];
+        let mut window = attrs(vec![]);
+        window.strides = vec![2];
+        let op = ConvOp::ConvTranspose(ConvTranspose { window, output_padding: vec![], output_shape: None });
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![1, 1, 6])], |cx, i, o| lower(&op, cx, i, o));
+        assert_eq!(y[0], Tensor::from_vec(&[1, 1, 6], vec![1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0]));
+    }
 }
