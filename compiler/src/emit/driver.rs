@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use super::bytes::{from_le_bytes, to_le_bytes};
 use super::toolchain::{ToolError, Toolchain};
-use super::{Artifacts, Code};
+use super::Artifacts;
 use crate::ir::Tensor;
 
 /// A compiled model and the input sets to run it on.
+#[derive(Clone)]
 pub struct Job {
     pub artifacts: Artifacts,
     pub sets: Vec<Vec<Tensor>>,
@@ -131,7 +132,7 @@ pub fn run_batch(tc: &Toolchain, jobs: &[Job], dir: &Path) -> Result<Vec<Vec<Set
         Err(ToolError::Failed(_)) => {
             let mut all = Vec::new();
             for (i, j) in jobs.iter().enumerate() {
-                let one = Job { artifacts: clone_artifacts(&j.artifacts), sets: j.sets.clone() };
+                let one = j.clone();
                 all.extend(run_batch(tc, std::slice::from_ref(&one), &dir.join(format!("single{i}")))?);
             }
             return Ok(all);
@@ -172,20 +173,4 @@ fn read_outputs(j: &Job, s: usize, dir: &Path) -> SetResult {
         }
     }
     SetResult::Outputs(outs)
-}
-
-fn clone_artifacts(a: &Artifacts) -> Artifacts {
-    Artifacts {
-        name: a.name.clone(),
-        header: a.header.clone(),
-        code: match &a.code {
-            Code::C(s) => Code::C(s.clone()),
-            Code::Object(o) => Code::Object(o.clone()),
-        },
-        weights: a.weights.clone(),
-        manifest: a.manifest.clone(),
-        report: a.report.clone(),
-        inputs: a.inputs.clone(),
-        outputs: a.outputs.clone(),
-    }
 }

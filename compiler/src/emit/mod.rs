@@ -84,12 +84,14 @@ pub struct Report {
 }
 
 /// The generated code.
+#[derive(Clone)]
 pub enum Code {
     C(String),
     Object(Vec<u8>),
 }
 
 /// Everything a compilation produces, not yet written.
+#[derive(Clone)]
 pub struct Artifacts {
     pub name: String,
     pub header: String,
