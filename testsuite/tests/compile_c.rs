@@ -153,8 +153,12 @@ fn compile(p: &Program, name: &str, embed: bool) -> Artifacts {
 }
 
 fn run_c(jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
+    run_on("c-host", jobs)
+}
+
+fn run_on(toolchain: &str, jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
     let dir = tempfile::tempdir().unwrap();
-    let tc = toolchain::find("c-host").unwrap();
+    let tc = toolchain::find(toolchain).unwrap();
     run_batch(tc, &jobs, dir.path()).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -188,9 +192,25 @@ fn inputs_int() -> Vec<Tensor> {
 
 #[test]
 fn c_backend_matches_the_interpreter() {
+    matches_interpreter("c-host");
+}
+
+/// The same C on aarch64 and riscv64 (cross gcc + qemu-user): other ISAs' float
+/// conversions and shifts must not change a bit.
+#[test]
+fn c_backend_matches_the_interpreter_on_aarch64() {
+    matches_interpreter("c-cortex-a53");
+}
+
+#[test]
+fn c_backend_matches_the_interpreter_on_riscv64() {
+    matches_interpreter("c-riscv64");
+}
+
+fn matches_interpreter(toolchain: &str) {
     let cases = [("floats", float_program(), inputs_float()), ("ints", int_program(), inputs_int())];
     let jobs: Vec<Job> = cases.iter().map(|(n, p, i)| Job { artifacts: compile(p, n, false), sets: vec![i.clone()] }).collect();
-    let results = run_c(jobs);
+    let results = run_on(toolchain, jobs);
     for ((name, p, inputs), mut r) in cases.iter().zip(results) {
         let want = interp::run(p, inputs).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let SetResult::Outputs(got) = r.remove(0) else { panic!("{name}: no outputs") };
