@@ -184,13 +184,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
-                Some(Emit::Obj) if target.path == edgec::targets::CodePath::C => {
-                    return Err(edgec::Error::UnsupportedModel(format!(
-                        "--emit obj for the C target '{}' is not implemented yet: use --emit c and the firmware's compiler",
-                        target.name
-                    ))
-                    .into())
-                }
                 Some(Emit::Obj) => CodeKind::Object,
                 None => CodeKind::default_for(target),
             };

@@ -116,3 +116,28 @@ impl Toolchain {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 }
+
+/// The firmware compiler of a C target and its flags (ISA, FPU, ABI), for
+/// `edgec compile --emit obj` on Cortex-M and RV32; `None` for other targets.
+pub fn firmware_compiler(target: &str) -> Option<(&'static str, &'static [&'static str])> {
+    Some(match target {
+        "cortex-m4" => ("arm-none-eabi-gcc", &["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]),
+        "cortex-m7" => ("arm-none-eabi-gcc", &["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]),
+        // GCC 12 with MVE emits code its assembler rejects (../shared/TOOLCHAINS.md).
+        "cortex-m55" => ("arm-none-eabi-gcc", &["-mcpu=cortex-m55+nomve", "-mthumb", "-mfloat-abi=hard"]),
+        "riscv32" => ("riscv64-unknown-elf-gcc", &["-march=rv32imac", "-mabi=ilp32"]),
+        _ => return None,
+    })
+}
+
+/// Compiles C source to a relocatable object with `cc flags -std=c99 -O2 -ffreestanding`.
+pub fn compile_object(cc: &str, flags: &[&str], source: &str) -> Result<Vec<u8>, ToolError> {
+    let dir = tempfile::tempdir().map_err(|e| ToolError::Failed(e.to_string()))?;
+    let (src, obj) = (dir.path().join("model.c"), dir.path().join("model.o"));
+    std::fs::write(&src, source).map_err(|e| ToolError::Failed(e.to_string()))?;
+    let out = spawn(Command::new(cc).args(flags).args(["-std=c99", "-O2", "-ffreestanding", "-c"]).arg(&src).arg("-o").arg(&obj))?;
+    if !out.status.success() {
+        return Err(ToolError::Failed(format!("{cc} failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    std::fs::read(&obj).map_err(|e| ToolError::Failed(e.to_string()))
+}
