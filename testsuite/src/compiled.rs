@@ -20,8 +20,9 @@ use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
 use crate::node_tests::{case_op, classify, panic_message, Args, CaseResult, Outcome};
 
-/// Models per driver binary.
-const BATCH: usize = 48;
+/// Cases per driver binary (one model per case and data set): large enough that the
+/// compiler's start-up cost is shared, small enough that one bad case costs little.
+const CASES_PER_BATCH: usize = 24;
 
 /// A case compiled and waiting for its batch: one job per data set.
 struct Pending {
@@ -77,7 +78,7 @@ pub fn run(args: &Args, tc: &'static Toolchain, cases: &[PathBuf]) -> anyhow::Re
         }
     }
     pending.sort_by(|a, b| a.name.cmp(&b.name));
-    let batches: Vec<&[Pending]> = pending.chunks(BATCH / 2).collect();
+    let batches: Vec<&[Pending]> = pending.chunks(CASES_PER_BATCH).collect();
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
     let tool_error = Mutex::new(None);

@@ -77,6 +77,10 @@ fn float_program() -> Program {
     outs.push((DType::F32, Box::new(|l| l[3].clone())));
     outs.push((DType::F32, Box::new(|l| fma(l[0].clone(), l[1].clone(), l[4].clone()))));
     outs.push((DType::F32, Box::new(|l| select(b(Lt, &l[0], &l[1]), l[0].clone(), l[4].clone()))));
+    // The exact rounding error of a product, which the math expansions rely on.
+    let d = |e: &Expr| cast(Ty::F64, mul(e.clone(), f32(1.1)));
+    outs.push((DType::F64, Box::new(move |l| fma(d(&l[0]), d(&l[1]), un(UnOp::Neg, mul(d(&l[0]), d(&l[1])))))));
+    outs.push((DType::F64, Box::new(move |l| fma(d(&l[0]), d(&l[1]), d(&l[4])))));
     outs.push((DType::I32, Box::new(|l| Expr::Bitcast(Ty::I32, Box::new(l[0].clone())))));
     outs.push((DType::Bool, Box::new(|l| cast(Ty::Bool, l[0].clone()))));
     outs.push((DType::F32, Box::new(|l| add(cast(Ty::F32, b(Lt, &l[0], &l[1])), f32(f32::INFINITY)))));

@@ -135,6 +135,25 @@ EC_FN double ec_fmod(double x, double y)\n\
     if (ex > 0) {\n        ux -= UINT64_C(0x0010000000000000);\n        ux |= (uint64_t)ex << 52;\n    } else {\n        ux >>= -ex + 1;\n    }\n    return ec_f64_from_bits(ux | sx << 63);\n}\n",
     },
     Helper {
+        name: "ec_fma",
+        deps: &[],
+        code: "/* Fused multiply-add without libm. With hardware FMA (__FP_FAST_FMA*) the builtin is\n\
+ * one instruction and exact. Otherwise: f32 through double (the product is exact, only\n\
+ * the sum rounds before the final rounding to f32); f64 by Dekker's exact product and\n\
+ * Knuth's two-sum, exact whenever the result is (e.g. fma(a, b, -round(a*b)), the\n\
+ * rounding error, which the math expansions rely on) and within an ulp otherwise.\n\
+ * Requires no contraction of a*b+c by the compiler (the default in ISO C modes). */\n\
+EC_FN float ec_fma_f32(float a, float b, float c)\n\
+{\n#if defined(__FP_FAST_FMAF) && defined(__GNUC__)\n    return __builtin_fmaf(a, b, c);\n#else\n    return (float)((double)a * (double)b + (double)c);\n#endif\n}\n\
+EC_FN double ec_fma_f64(double a, double b, double c)\n\
+{\n#if defined(__FP_FAST_FMA) && defined(__GNUC__)\n    return __builtin_fma(a, b, c);\n#else\n\
+    const double split = 134217729.0; /* 2^27 + 1 */\n    double p = a * b, t, ah, al, bh, bl, e, s, z, err;\n\
+    if (!(p - p == 0.0) || !(c - c == 0.0) || !(a < 1e300 && a > -1e300 && b < 1e300 && b > -1e300)) return p + c;\n\
+    t = split * a; ah = t - (t - a); al = a - ah;\n    t = split * b; bh = t - (t - b); bl = b - bh;\n\
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;\n    s = p + c; z = s - p; err = (p - (s - z)) + (c - z);\n\
+    return s + (err + e);\n#endif\n}\n",
+    },
+    Helper {
         name: "ec_abs_f",
         deps: &["ec_bits"],
         code: "EC_FN float ec_abs_f32(float x) { return ec_f32_from_bits(ec_f32_to_bits(x) & 0x7fffffffu); }\n\

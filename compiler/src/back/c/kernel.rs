@@ -277,12 +277,9 @@ impl KernelGen<'_> {
                 let (a, at) = self.expr(k, a)?;
                 let (b, _) = self.expr(k, b)?;
                 let (c, _) = self.expr(k, c)?;
-                // f32: the product is exact in double, so only the sum rounds (then to
-                // f32). f64: a*b+c with two roundings (C99 has no fma without libm);
-                // within the contract's tolerance.
                 let s = match at {
-                    Ty::F32 => format!("((float)((double){a} * (double){b} + (double){c}))"),
-                    Ty::F64 => format!("({a} * {b} + {c})"),
+                    Ty::F32 => self.call("ec_fma", "ec_fma_f32", &[&a, &b, &c]),
+                    Ty::F64 => self.call("ec_fma", "ec_fma_f64", &[&a, &b, &c]),
                     t => return Err(malformed(format!("fma of {t:?}"))),
                 };
                 (s, at)
