@@ -17,6 +17,9 @@ use edgec::plan::layout::layout;
 
 const N: usize = 20;
 
+/// An output's value from the loaded inputs (and the weight, last).
+type OutFn = Box<dyn Fn(&[Expr]) -> Expr>;
+
 fn xs() -> Vec<f32> {
     vec![
         0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.7, -3.7, 1e-40, 3e9, -3e9, 1e20, f32::NAN, f32::INFINITY,
@@ -34,7 +37,7 @@ fn js() -> Vec<i32> {
 }
 
 /// One kernel: `for i in 0..N { out_k[i] = f_k(inputs[i]) }` for every (dtype, f_k).
-fn elementwise(inputs: &[(DType, Vec<usize>)], outs: Vec<(DType, Box<dyn Fn(&[Expr]) -> Expr>)>) -> Program {
+fn elementwise(inputs: &[(DType, Vec<usize>)], outs: Vec<(DType, OutFn)>) -> Program {
     let mut p = Program::default();
     let ins: Vec<_> = inputs.iter().enumerate().map(|(k, (d, s))| p.add_buffer(format!("in{k}"), *d, s.clone(), BufKind::Input(k))).collect();
     let w = p.add_buffer("w", DType::F32, vec![N], BufKind::Weight(std::sync::Arc::new(Tensor::from_vec(&[N], (0..N).map(|i| i as f32 * 0.37 - 2.0).collect::<Vec<f32>>()))));
@@ -56,8 +59,7 @@ fn b(op: BinOp, a: &Expr, c: &Expr) -> Expr {
 
 fn float_program() -> Program {
     use BinOp::*;
-    type F = Box<dyn Fn(&[Expr]) -> Expr>;
-    let mut outs: Vec<(DType, F)> = Vec::new();
+    let mut outs: Vec<(DType, OutFn)> = Vec::new();
     for op in [Add, Sub, Mul, Div, Rem, Min, Max] {
         outs.push((DType::F32, Box::new(move |l| b(op, &l[0], &l[1]))));
         outs.push((DType::F64, Box::new(move |l| b(op, &cast(Ty::F64, l[0].clone()), &cast(Ty::F64, l[1].clone())))));
@@ -89,8 +91,7 @@ fn float_program() -> Program {
 
 fn int_program() -> Program {
     use BinOp::*;
-    type F = Box<dyn Fn(&[Expr]) -> Expr>;
-    let mut outs: Vec<(DType, F)> = Vec::new();
+    let mut outs: Vec<(DType, OutFn)> = Vec::new();
     for op in [Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor, Shl, Shr, UShr] {
         outs.push((DType::I32, Box::new(move |l| b(op, &l[0], &l[1]))));
         outs.push((DType::I64, Box::new(move |l| {

@@ -151,7 +151,7 @@ pub fn c_identifier(stem: &str) -> String {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Command::Targets => {
-            println!("{:<12} {:<30} {:<10} {}", "target", "ISA", "code path", "tests run under");
+            println!("{:<12} {:<30} {:<10} tests run under", "target", "ISA", "code path");
             for t in edgec::targets::TARGETS {
                 let path = match t.path {
                     edgec::targets::CodePath::Cranelift => "Cranelift",
