@@ -1,5 +1,6 @@
 //! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
 
+mod compiled;
 mod node_tests;
 
 use clap::{Parser, Subcommand};

@@ -24,13 +24,15 @@ pub struct Args {
     /// The node-test data directory (default: the onnx package in the project's .venv).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// What runs the cases: `reference` (the evaluator) or `kir` (lowering to KIR and
-    /// the KIR interpreter, the oracle for the backends).
+    /// What runs the cases: `reference` (the evaluator), `kir` (lowering to KIR and
+    /// the KIR interpreter, the oracle for the backends), or a target that compiles and
+    /// runs generated code: `c-host` (C backend, host cc), `host` (Cranelift),
+    /// `cortex-a53`, `riscv64` (Cranelift under QEMU), `c-cortex-a53`, `c-riscv64`.
     #[arg(long, default_value = "reference")]
-    target: String,
+    pub target: String,
     /// Only cases whose name contains PATTERN, or whose op type is PATTERN.
     #[arg(long)]
-    filter: Option<String>,
+    pub filter: Option<String>,
     /// Print every case's outcome, not only failures.
     #[arg(long, short)]
     verbose: bool,
@@ -39,24 +41,24 @@ pub struct Args {
     show_unsupported: bool,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
-    jobs: usize,
+    pub jobs: usize,
     /// Exit non-zero when fewer cases pass (the floor CI keeps).
     #[arg(long)]
     min_passed: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Passed,
     Failed(String),
     Unsupported(String),
 }
 
-struct CaseResult {
-    name: String,
-    op: String,
-    outcome: Outcome,
-    seconds: f64,
+pub(crate) struct CaseResult {
+    pub name: String,
+    pub op: String,
+    pub outcome: Outcome,
+    pub seconds: f64,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -77,9 +79,13 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<bool> {
-    if !matches!(args.target.as_str(), "reference" | "kir") {
-        bail!("unknown target '{}': this build runs the node tests on `reference` (the evaluator) or `kir`", args.target);
-    }
+    let toolchain = match args.target.as_str() {
+        "reference" | "kir" => None,
+        t => Some(edgec::emit::toolchain::find(t).ok_or_else(|| {
+            let known: Vec<&str> = edgec::emit::toolchain::TOOLCHAINS.iter().map(|t| t.name).collect();
+            anyhow::anyhow!("unknown target '{t}': the node tests run on reference, kir, {}", known.join(", "))
+        })?),
+    };
     let data = match &args.data {
         Some(d) => d.clone(),
         None => default_data_dir()?,
@@ -94,6 +100,11 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
 
     // Panics are caught per case and counted as failures; keep their noise short.
     std::panic::set_hook(Box::new(|_| {}));
+    if let Some(tc) = toolchain {
+        let mut results = crate::compiled::run(args, tc, &cases)?;
+        results.sort_by(|a, b| a.name.cmp(&b.name));
+        return Ok(report(args, &results));
+    }
 
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
@@ -118,7 +129,7 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
     Ok(report(args, &results))
 }
 
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -127,7 +138,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// The op a case tests: its single node's op type, or for an expanded function body
 /// the op of the case it expands.
-fn case_op(model: &edgec::front::onnx::Model, name: &str) -> String {
+pub(crate) fn case_op(model: &edgec::front::onnx::Model, name: &str) -> String {
     let h = model.graph.op_histogram();
     if h.len() == 1 {
         return h.keys().next().unwrap().clone();
@@ -138,7 +149,7 @@ fn case_op(model: &edgec::front::onnx::Model, name: &str) -> String {
     h.iter().max_by_key(|(_, c)| **c).map(|(k, _)| k.clone()).unwrap_or_default()
 }
 
-fn classify(e: &Error) -> Outcome {
+pub(crate) fn classify(e: &Error) -> Outcome {
     if e.is_unsupported() {
         Outcome::Unsupported(e.to_string())
     } else {

@@ -1,12 +1,14 @@
 //! Argument parsing (clap) and the subcommands.
 
+mod compile;
 mod inspect;
 mod verify;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgec::emit::{CodeKind, CompileOptions};
 use edgec::pipeline::Bindings;
 
 #[derive(Parser)]
@@ -149,7 +151,7 @@ pub fn c_identifier(stem: &str) -> String {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Command::Targets => {
-            println!("{:<12} {:<30} {:<10} {}", "target", "ISA", "code path", "tests run under");
+            println!("{:<12} {:<30} {:<10} tests run under", "target", "ISA", "code path");
             for t in edgec::targets::TARGETS {
                 let path = match t.path {
                     edgec::targets::CodePath::Cranelift => "Cranelift",
@@ -177,17 +179,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             if matches!(a.quantize, Some(Quantize::Int8)) && a.calibration.is_none() {
                 return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into());
             }
-            let _ = (a.emit, a.embed_weights, &a.out_dir);
-            // Everything up to code generation runs, so model errors surface now.
-            let model = edgec::front::onnx::load(&a.model)?;
-            model.check_supported()?;
-            edgec::pipeline::prepare(model.graph, &a.shapes.bindings())?;
-            bail!(
-                "code generation for target '{}' is not implemented in this build yet: the model loads, folds and \
-                 evaluates (`edgec verify {} --target reference`), but no backend emits {name}.o/{name}.c",
-                target.name,
-                a.model.display()
-            )
+            if a.quantize.is_some() {
+                return Err(edgec::Error::UnsupportedModel("--quantize is not implemented in this build yet".into()).into());
+            }
+            let code = match a.emit {
+                Some(Emit::C) => CodeKind::C,
+                Some(Emit::Obj) => CodeKind::Object,
+                None => CodeKind::default_for(target),
+            };
+            let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
+            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts)
         }
     }
 }

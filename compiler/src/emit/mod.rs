@@ -1,2 +1,217 @@
-//! The compiler's output files besides code: `NAME.h`, `NAME.json`, `NAME.weights`.
-//! (Not yet written.)
+//! The compile path after the graph passes, and its output files.
+//!
+//! [`compile`] takes a prepared graph through lowering, math expansion, layout and a
+//! backend, and returns every artifact in memory: `NAME.h` ([`header`]), the code
+//! (`NAME.c` or `NAME.o`), `NAME.weights` ([`blob`]) and `NAME.json` ([`manifest`]).
+//! Nothing touches the disk until [`write::write_all`], so a failure anywhere leaves
+//! no partial output. [`toolchain`] and [`driver`] build and run generated code for
+//! tests (`edgec verify`, the node-test runner).
+
+pub mod blob;
+pub mod bytes;
+pub mod driver;
+pub mod header;
+pub mod manifest;
+pub mod toolchain;
+pub mod write;
+
+use crate::back::{self, BackendError, EmitOptions};
+use crate::error::{Error, Result};
+use crate::ir::{DType, Graph};
+use crate::kir::Program;
+use crate::plan::layout::{self, Layout, ARENA_ALIGN};
+use crate::targets::{CodePath, Target};
+
+/// Which backend generates the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    /// C99 source (`NAME.c`).
+    C,
+    /// A relocatable ELF object (`NAME.o`) from Cranelift.
+    Object,
+}
+
+impl CodeKind {
+    /// The target's default: C for the C targets (Cortex-M, RV32), objects otherwise.
+    pub fn default_for(target: &Target) -> CodeKind {
+        match target.path {
+            CodePath::C => CodeKind::C,
+            CodePath::Cranelift => CodeKind::Object,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CompileOptions<'a> {
+    pub name: &'a str,
+    pub target: &'static Target,
+    pub code: CodeKind,
+    pub embed_weights: bool,
+}
+
+/// A graph input or output as the header and manifest describe it.
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+/// What the header and manifest describe.
+pub struct Interface<'a> {
+    pub name: &'a str,
+    pub target: &'a str,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub weights_size: usize,
+    pub arena_size: usize,
+    pub arena_align: usize,
+    pub embedded: bool,
+}
+
+/// The compile report's figures (also in the manifest).
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub ops_before: usize,
+    pub ops_after: usize,
+    pub kernels: usize,
+    pub weights_bytes: usize,
+    pub arena_bytes: usize,
+    pub arena_lower_bound: usize,
+    pub code_kind: &'static str,
+    pub code_bytes: usize,
+    pub model_hash: u64,
+}
+
+/// The generated code.
+#[derive(Clone)]
+pub enum Code {
+    C(String),
+    Object(Vec<u8>),
+}
+
+/// Everything a compilation produces, not yet written.
+#[derive(Clone)]
+pub struct Artifacts {
+    pub name: String,
+    pub header: String,
+    pub code: Code,
+    /// `None` with embedded weights.
+    pub weights: Option<Vec<u8>>,
+    pub manifest: String,
+    pub report: Report,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+impl Artifacts {
+    /// `(file name, contents)` of every file to write.
+    pub fn files(&self) -> Vec<(String, &[u8])> {
+        let n = &self.name;
+        let mut v: Vec<(String, &[u8])> = vec![(format!("{n}.h"), self.header.as_bytes())];
+        match &self.code {
+            Code::C(s) => v.push((format!("{n}.c"), s.as_bytes())),
+            Code::Object(o) => v.push((format!("{n}.o"), o.as_slice())),
+        }
+        if let Some(w) = &self.weights {
+            v.push((format!("{n}.weights"), w.as_slice()));
+        }
+        v.push((format!("{n}.json"), self.manifest.as_bytes()));
+        v
+    }
+}
+
+/// A backend failure as a compiler error: unsupported stays unsupported (exit 1, and
+/// "unsupported" in the test runners), anything else is an internal error.
+fn backend_error(e: BackendError) -> Error {
+    match e {
+        BackendError::Unsupported { .. } => Error::UnsupportedModel(e.to_string()),
+        BackendError::Failed { .. } => Error::Internal(e.to_string()),
+    }
+}
+
+/// The KIR program and its layout for a prepared graph (transcendentals expanded).
+pub fn lower(graph: &Graph) -> Result<(Program, Layout)> {
+    let mut program = crate::lower::lower(graph)?;
+    crate::kir::math::expand(&mut program);
+    let layout = layout::layout(&program);
+    Ok((program, layout))
+}
+
+/// Compiles a prepared graph; `ops_before` is the node count before the graph passes.
+pub fn compile(graph: &Graph, ops_before: usize, opts: &CompileOptions) -> Result<Artifacts> {
+    let (program, layout) = lower(graph)?;
+    compile_program(&program, &layout, (ops_before, graph.op_histogram().values().sum()), opts)
+}
+
+/// The inputs or outputs of a program, in the caller's order.
+fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo> {
+    bufs.into_iter()
+        .map(|b| {
+            let b = program.buffer(b);
+            TensorInfo { name: b.name.clone(), dtype: b.dtype, shape: b.shape.clone() }
+        })
+        .collect()
+}
+
+/// Compiles a KIR program (transcendentals expanded) with its layout; `ops` is the
+/// node count before and after the graph passes, for the report.
+pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), opts: &CompileOptions) -> Result<Artifacts> {
+    let inputs = interface(program, program.inputs());
+    let outputs = interface(program, program.outputs());
+    let salt = format!("{}\0{}\0{:?}\0{}", opts.name, opts.target.name, opts.code, opts.embed_weights);
+    let model_hash = blob::model_hash(program, layout, &salt).map_err(backend_error)?;
+    let blob = blob::build(program, layout, model_hash).map_err(backend_error)?;
+    let input = back::Input {
+        program,
+        layout,
+        options: EmitOptions {
+            name: opts.name,
+            target: opts.target,
+            model_hash,
+            embedded_weights: opts.embed_weights.then_some(blob.as_slice()),
+        },
+    };
+    let code = match opts.code {
+        CodeKind::C => Code::C(back::c::emit_source(&input).map_err(backend_error)?),
+        CodeKind::Object => Code::Object(back::cranelift::emit_object(&input).map_err(backend_error)?),
+    };
+    let code_bytes = match &code {
+        Code::C(s) => s.len(),
+        Code::Object(o) => o.len(),
+    };
+    let iface = Interface {
+        name: opts.name,
+        target: opts.target.name,
+        inputs: inputs.clone(),
+        outputs: outputs.clone(),
+        weights_size: if opts.embed_weights { 0 } else { blob.len() },
+        arena_size: layout.arena_size,
+        arena_align: ARENA_ALIGN,
+        embedded: opts.embed_weights,
+    };
+    let report = Report {
+        ops_before: ops.0,
+        ops_after: ops.1,
+        kernels: program.kernels.len(),
+        weights_bytes: blob.len(),
+        arena_bytes: layout.arena_size,
+        arena_lower_bound: layout.arena_lower_bound,
+        code_kind: match opts.code {
+            CodeKind::C => "c",
+            CodeKind::Object => "obj",
+        },
+        code_bytes,
+        model_hash,
+    };
+    Ok(Artifacts {
+        name: opts.name.to_string(),
+        header: header::header(&iface),
+        manifest: manifest::manifest(&iface, &report),
+        code,
+        weights: (!opts.embed_weights).then_some(blob),
+        report,
+        inputs,
+        outputs,
+    })
+}

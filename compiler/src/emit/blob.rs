@@ -1,0 +1,53 @@
+//! The weight blob (`NAME.weights`, format in `runtime/src/blob.rs`) and the model hash
+//! its header carries.
+
+use edgec_runtime::{BlobHeader, BLOB_HEADER_SIZE};
+use sha2::{Digest, Sha256};
+
+use super::bytes::to_le_bytes;
+use crate::back::BackendError;
+use crate::kir::{BufKind, Program};
+use crate::plan::layout::{Layout, Place};
+
+/// The blob: header, then every placed weight's bytes at its layout offset (zero
+/// padding between), `layout.weights_size` bytes in all.
+pub fn build(program: &Program, layout: &Layout, model_hash: u64) -> Result<Vec<u8>, BackendError> {
+    let mut blob = payload(program, layout)?;
+    let header = BlobHeader { model_hash, total_size: blob.len() as u64 }.to_bytes();
+    blob[..BLOB_HEADER_SIZE].copy_from_slice(&header);
+    Ok(blob)
+}
+
+/// The blob with a zeroed header.
+fn payload(program: &Program, layout: &Layout) -> Result<Vec<u8>, BackendError> {
+    let mut blob = vec![0u8; layout.weights_size.max(BLOB_HEADER_SIZE)];
+    for (i, b) in program.buffers.iter().enumerate() {
+        let (BufKind::Weight(t), Place::Weight(off)) = (&b.kind, layout.places[i]) else { continue };
+        let bytes = to_le_bytes(t).ok_or_else(|| BackendError::Unsupported {
+            backend: "weights",
+            what: format!("weight '{}' of type {}", b.name, b.dtype),
+        })?;
+        let end = off + bytes.len();
+        if end > blob.len() {
+            return Err(BackendError::Failed { backend: "weights", what: format!("weight '{}' past the blob's end", b.name) });
+        }
+        blob[off..end].copy_from_slice(&bytes);
+    }
+    Ok(blob)
+}
+
+/// Identifies a compilation: the first 8 bytes (little-endian) of SHA-256 over the
+/// printed KIR program, the weight payload and what else changes the generated code
+/// (`salt`: name, target, flags). Deterministic, so two compiles are byte-identical.
+pub fn model_hash(program: &Program, layout: &Layout, salt: &str) -> Result<u64, BackendError> {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update([0]);
+    h.update(program.to_string().as_bytes());
+    h.update([0]);
+    h.update(payload(program, layout)?);
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    Ok(u64::from_le_bytes(first))
+}

@@ -1,0 +1,58 @@
+//! `NAME.json`: the manifest (contract fields first, then edgec's own).
+
+use serde::Serialize;
+
+use super::{Interface, Report};
+
+#[derive(Serialize)]
+struct Tensor<'a> {
+    name: &'a str,
+    dtype: &'static str,
+    shape: &'a [usize],
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    name: &'a str,
+    target: &'a str,
+    inputs: Vec<Tensor<'a>>,
+    outputs: Vec<Tensor<'a>>,
+    arena_size: usize,
+    arena_align: usize,
+    weights_size: usize,
+    arena_lower_bound: usize,
+    ops_before: usize,
+    ops_after: usize,
+    kernels: usize,
+    code: &'a str,
+    code_bytes: usize,
+    embedded_weights: bool,
+    model_hash: String,
+}
+
+fn tensors(l: &[super::TensorInfo]) -> Vec<Tensor<'_>> {
+    l.iter().map(|t| Tensor { name: &t.name, dtype: t.dtype.name(), shape: &t.shape }).collect()
+}
+
+pub fn manifest(iface: &Interface, report: &Report) -> String {
+    let m = Manifest {
+        name: iface.name,
+        target: iface.target,
+        inputs: tensors(&iface.inputs),
+        outputs: tensors(&iface.outputs),
+        arena_size: iface.arena_size,
+        arena_align: iface.arena_align,
+        weights_size: iface.weights_size,
+        arena_lower_bound: report.arena_lower_bound,
+        ops_before: report.ops_before,
+        ops_after: report.ops_after,
+        kernels: report.kernels,
+        code: report.code_kind,
+        code_bytes: report.code_bytes,
+        embedded_weights: iface.embedded,
+        model_hash: format!("{:016x}", report.model_hash),
+    };
+    let mut s = serde_json::to_string_pretty(&m).unwrap_or_default();
+    s.push('\n');
+    s
+}

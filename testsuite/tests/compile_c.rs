@@ -1,0 +1,317 @@
+//! The C backend against the KIR interpreter, bit for bit, on hand-built programs that
+//! exercise every primitive's edge cases (NaN, ±0, infinities, overflow, division by
+//! zero, out-of-range shifts, f16/bf16 rounding); plus the artifacts: deterministic
+//! output, the header under strict flags, and the blob checks' error codes.
+//!
+//! These need the host C compiler (`cc`): without it they fail, never skip.
+
+use std::path::Path;
+use std::process::Command;
+
+use edgec::emit::driver::{run_batch, Job, SetResult};
+use edgec::emit::{compile_program, toolchain, Artifacts, CodeKind, CompileOptions};
+use edgec::ir::{DType, Tensor};
+use edgec::kir::e::*;
+use edgec::kir::{interp, BinOp, BufKind, Expr, Kernel, Program, Stmt, Ty, UnOp, Var};
+use edgec::plan::layout::layout;
+
+const N: usize = 20;
+
+/// An output's value from the loaded inputs (and the weight, last).
+type OutFn = Box<dyn Fn(&[Expr]) -> Expr>;
+
+fn xs() -> Vec<f32> {
+    vec![
+        0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.7, -3.7, 1e-40, 3e9, -3e9, 1e20, f32::NAN, f32::INFINITY,
+        f32::NEG_INFINITY, 65520.0, 1e-8, 123.456, -7.0,
+    ]
+}
+fn ys() -> Vec<f32> {
+    vec![1.0, 3.0, 0.0, -0.0, 2.0, -2.0, 0.3, f32::NAN, 1.5, 1e-3, 7.0, -3.0, f32::INFINITY, 2.0, 2.0, 1.0, 0.1, 3.0, -0.7, 2.5]
+}
+fn is() -> Vec<i32> {
+    vec![0, 1, -1, i32::MIN, i32::MAX, 7, -7, 100, -100, 31, 32, 33, -5, 5, 12345678, -2, 3, 64, 1 << 30, 17]
+}
+fn js() -> Vec<i32> {
+    vec![0, 0, -1, -1, 2, 3, -3, 0, 7, 31, 32, -1, 2, -2, 1000, 1, 40, 63, 3, i32::MIN]
+}
+
+/// One kernel: `for i in 0..N { out_k[i] = f_k(inputs[i]) }` for every (dtype, f_k).
+fn elementwise(inputs: &[(DType, Vec<usize>)], outs: Vec<(DType, OutFn)>) -> Program {
+    let mut p = Program::default();
+    let ins: Vec<_> = inputs.iter().enumerate().map(|(k, (d, s))| p.add_buffer(format!("in{k}"), *d, s.clone(), BufKind::Input(k))).collect();
+    let w = p.add_buffer("w", DType::F32, vec![N], BufKind::Weight(std::sync::Arc::new(Tensor::from_vec(&[N], (0..N).map(|i| i as f32 * 0.37 - 2.0).collect::<Vec<f32>>()))));
+    let i = Var(0);
+    let mut loads: Vec<Expr> = ins.iter().map(|&b| load(b, var(i))).collect();
+    loads.push(load(w, var(i)));
+    let mut body = Vec::new();
+    for (k, (d, f)) in outs.iter().enumerate() {
+        let o = p.add_buffer(format!("out{k}"), *d, vec![N], BufKind::Output(k));
+        body.push(Stmt::Store { buf: o, index: var(i), value: f(&loads) });
+    }
+    p.kernels.push(Kernel { name: "elementwise".into(), vars: vec![Ty::Index], body: vec![Stmt::Loop { var: i, extent: N, body }] });
+    p
+}
+
+fn b(op: BinOp, a: &Expr, c: &Expr) -> Expr {
+    bin(op, a.clone(), c.clone())
+}
+
+fn float_program() -> Program {
+    use BinOp::*;
+    let mut outs: Vec<(DType, OutFn)> = Vec::new();
+    for op in [Add, Sub, Mul, Div, Rem, Min, Max] {
+        outs.push((DType::F32, Box::new(move |l| b(op, &l[0], &l[1]))));
+        outs.push((DType::F64, Box::new(move |l| b(op, &cast(Ty::F64, l[0].clone()), &cast(Ty::F64, l[1].clone())))));
+    }
+    for op in [Lt, Le, Eq, Ne] {
+        outs.push((DType::Bool, Box::new(move |l| b(op, &l[0], &l[1]))));
+    }
+    for op in [UnOp::Neg, UnOp::Abs, UnOp::Sqrt, UnOp::Floor, UnOp::Ceil, UnOp::Round, UnOp::Trunc] {
+        outs.push((DType::F32, Box::new(move |l| un(op, l[0].clone()))));
+        outs.push((DType::F64, Box::new(move |l| un(op, cast(Ty::F64, mul(l[0].clone(), l[1].clone()))))));
+    }
+    outs.push((DType::I32, Box::new(|l| cast(Ty::I32, l[0].clone()))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, mul(l[0].clone(), l[0].clone())))));
+    outs.push((DType::F16, Box::new(|l| mul(l[0].clone(), l[1].clone()))));
+    outs.push((DType::BF16, Box::new(|l| div(l[0].clone(), l[1].clone()))));
+    outs.push((DType::F32, Box::new(|l| l[2].clone())));
+    outs.push((DType::F32, Box::new(|l| l[3].clone())));
+    outs.push((DType::F32, Box::new(|l| fma(l[0].clone(), l[1].clone(), l[4].clone()))));
+    outs.push((DType::F32, Box::new(|l| select(b(Lt, &l[0], &l[1]), l[0].clone(), l[4].clone()))));
+    // The exact rounding error of a product, which the math expansions rely on.
+    let d = |e: &Expr| cast(Ty::F64, mul(e.clone(), f32(1.1)));
+    outs.push((DType::F64, Box::new(move |l| fma(d(&l[0]), d(&l[1]), un(UnOp::Neg, mul(d(&l[0]), d(&l[1])))))));
+    outs.push((DType::F64, Box::new(move |l| fma(d(&l[0]), d(&l[1]), d(&l[4])))));
+    outs.push((DType::I32, Box::new(|l| Expr::Bitcast(Ty::I32, Box::new(l[0].clone())))));
+    outs.push((DType::Bool, Box::new(|l| cast(Ty::Bool, l[0].clone()))));
+    outs.push((DType::F32, Box::new(|l| add(cast(Ty::F32, b(Lt, &l[0], &l[1])), f32(f32::INFINITY)))));
+    elementwise(&[(DType::F32, vec![N]), (DType::F32, vec![N]), (DType::F16, vec![N]), (DType::BF16, vec![N])], outs)
+}
+
+fn int_program() -> Program {
+    use BinOp::*;
+    let mut outs: Vec<(DType, OutFn)> = Vec::new();
+    for op in [Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor, Shl, Shr, UShr] {
+        outs.push((DType::I32, Box::new(move |l| b(op, &l[0], &l[1]))));
+        outs.push((DType::I64, Box::new(move |l| {
+            let big = |e: &Expr| mul(cast(Ty::I64, e.clone()), i64(3_000_000_007));
+            b(op, &big(&l[0]), &cast(Ty::I64, l[1].clone()))
+        })));
+    }
+    for op in [UnOp::Neg, UnOp::Abs, UnOp::Not] {
+        outs.push((DType::I32, Box::new(move |l| un(op, l[0].clone()))));
+    }
+    outs.push((DType::U8, Box::new(|l| l[0].clone())));
+    outs.push((DType::I8, Box::new(|l| l[0].clone())));
+    outs.push((DType::U16, Box::new(|l| l[0].clone())));
+    outs.push((DType::U32, Box::new(|l| cast(Ty::I64, l[0].clone()))));
+    outs.push((DType::I32, Box::new(|l| cast(Ty::I32, mul(cast(Ty::I64, l[0].clone()), i64(1 << 33 | 5))))));
+    outs.push((DType::F32, Box::new(|l| cast(Ty::F32, mul(cast(Ty::I64, l[0].clone()), i64(123_456_789_123))))));
+    outs.push((DType::F32, Box::new(|l| cast(Ty::F32, l[0].clone()))));
+    outs.push((DType::I32, Box::new(|l| l[2].clone())));
+    outs.push((DType::I64, Box::new(|l| l[3].clone())));
+    outs.push((DType::Bool, Box::new(|l| b(Lt, &l[0], &l[1]))));
+    outs.push((DType::Bool, Box::new(|l| un(UnOp::Not, b(Xor, &b(Lt, &l[0], &l[1]), &b(Ge, &l[0], &i32(0)))))));
+    elementwise(&[(DType::I32, vec![N]), (DType::I32, vec![N]), (DType::U8, vec![N]), (DType::U64, vec![N])], outs)
+}
+
+/// `out[i] = w[idx[i]]`, failing with code 6 when an index is out of range.
+fn gather_program() -> Program {
+    let mut p = Program::default();
+    let idx = p.add_buffer("idx", DType::I64, vec![4], BufKind::Input(0));
+    let w = p.add_buffer("table", DType::F32, vec![5], BufKind::Weight(std::sync::Arc::new(Tensor::from_vec(&[5], vec![1.0f32, 2.0, 3.0, 4.0, 5.0]))));
+    let t = p.add_buffer("tmp", DType::F32, vec![4], BufKind::Temp);
+    let o = p.add_buffer("out", DType::F32, vec![4], BufKind::Output(0));
+    let (i, j) = (Var(0), Var(1));
+    let bad = bin(BinOp::Or, bin(BinOp::Lt, var(j), idx_lit(0)), bin(BinOp::Ge, var(j), idx_lit(5)));
+    p.kernels.push(Kernel {
+        name: "gather".into(),
+        vars: vec![Ty::Index, Ty::Index],
+        body: vec![Stmt::Loop {
+            var: i,
+            extent: 4,
+            body: vec![
+                Stmt::Set { var: j, value: cast(Ty::Index, load(idx, var(i))) },
+                Stmt::If { cond: bad, then: vec![Stmt::Fail(6)], els: vec![] },
+                Stmt::Store { buf: t, index: var(i), value: load(w, var(j)) },
+            ],
+        }],
+    });
+    p.kernels.push(Kernel {
+        name: "double".into(),
+        vars: vec![Ty::Index],
+        body: vec![Stmt::Loop { var: i, extent: 4, body: vec![Stmt::Store { buf: o, index: var(i), value: add(load(t, var(i)), load(t, var(i))) }] }],
+    });
+    p
+}
+
+fn idx_lit(v: i64) -> Expr {
+    idx(v)
+}
+
+fn compile(p: &Program, name: &str, embed: bool) -> Artifacts {
+    let l = layout(p);
+    let target = edgec::targets::find("host").unwrap();
+    let opts = CompileOptions { name, target, code: CodeKind::C, embed_weights: embed };
+    compile_program(p, &l, (1, 1), &opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run_c(jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
+    run_on("c-host", jobs)
+}
+
+fn run_on(toolchain: &str, jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
+    let dir = tempfile::tempdir().unwrap();
+    let tc = toolchain::find(toolchain).unwrap();
+    run_batch(tc, &jobs, dir.path()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Same values bit for bit (any NaN equals any NaN).
+fn assert_same(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.dtype(), want.dtype(), "{what}");
+    assert_eq!(got.shape(), want.shape(), "{what}");
+    let bits = |t: &Tensor| -> Vec<Option<u64>> {
+        match t {
+            Tensor::F32(a) => a.iter().map(|x| (!x.is_nan()).then_some(x.to_bits() as u64)).collect(),
+            Tensor::F64(a) => a.iter().map(|x| (!x.is_nan()).then_some(x.to_bits())).collect(),
+            Tensor::F16(a) => a.iter().map(|x| (!x.is_nan()).then_some(x.to_bits() as u64)).collect(),
+            Tensor::BF16(a) => a.iter().map(|x| (!x.is_nan()).then_some(x.to_bits() as u64)).collect(),
+            t => edgec::emit::bytes::to_le_bytes(t).unwrap().into_iter().map(|b| Some(b as u64)).collect(),
+        }
+    };
+    assert_eq!(bits(got), bits(want), "{what}: C {got:?}\ninterpreter {want:?}");
+}
+
+fn inputs_float() -> Vec<Tensor> {
+    let h = Tensor::from_vec(&[N], xs()).cast(DType::F16);
+    let bf = Tensor::from_vec(&[N], ys().iter().map(|y| y * 3.3).collect::<Vec<f32>>()).cast(DType::BF16);
+    vec![Tensor::from_vec(&[N], xs()), Tensor::from_vec(&[N], ys()), h, bf]
+}
+
+fn inputs_int() -> Vec<Tensor> {
+    let u8s: Vec<u8> = (0..N).map(|i| (i * 13) as u8).collect();
+    let u64s: Vec<u64> = (0..N).map(|i| u64::MAX - i as u64 * 1_000_000_000_000).collect();
+    vec![Tensor::from_vec(&[N], is()), Tensor::from_vec(&[N], js()), Tensor::from_vec(&[N], u8s), Tensor::from_vec(&[N], u64s)]
+}
+
+#[test]
+fn c_backend_matches_the_interpreter() {
+    matches_interpreter("c-host");
+}
+
+/// The same C on aarch64 and riscv64 (cross gcc + qemu-user): other ISAs' float
+/// conversions and shifts must not change a bit.
+#[test]
+fn c_backend_matches_the_interpreter_on_aarch64() {
+    matches_interpreter("c-cortex-a53");
+}
+
+#[test]
+fn c_backend_matches_the_interpreter_on_riscv64() {
+    matches_interpreter("c-riscv64");
+}
+
+fn matches_interpreter(toolchain: &str) {
+    let cases = [("floats", float_program(), inputs_float()), ("ints", int_program(), inputs_int())];
+    let jobs: Vec<Job> = cases.iter().map(|(n, p, i)| Job { artifacts: compile(p, n, false), sets: vec![i.clone()] }).collect();
+    let results = run_on(toolchain, jobs);
+    for ((name, p, inputs), mut r) in cases.iter().zip(results) {
+        let want = interp::run(p, inputs).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let SetResult::Outputs(got) = r.remove(0) else { panic!("{name}: no outputs") };
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_same(&format!("{name} output {k}"), g, w);
+        }
+    }
+}
+
+#[test]
+fn fail_statements_return_their_code_and_embedded_weights_work() {
+    let p = gather_program();
+    let good = vec![Tensor::from_vec(&[4], vec![4i64, 0, 2, 1])];
+    let bad = vec![Tensor::from_vec(&[4], vec![0i64, 5, 2, 1])];
+    let jobs = vec![
+        Job { artifacts: compile(&p, "gather", false), sets: vec![good.clone(), bad.clone()] },
+        Job { artifacts: compile(&p, "gather_embedded", true), sets: vec![good.clone()] },
+    ];
+    let want = interp::run(&p, &good).unwrap();
+    assert_eq!(interp::run(&p, &bad), Err(interp::Stop::Fail(6)));
+    let r: Vec<SetResult> = run_c(jobs).into_iter().flatten().collect();
+    let [SetResult::Outputs(a), SetResult::Code(6), SetResult::Outputs(c)] = &r[..] else { panic!("{r:?}") };
+    assert_same("gather", &a[0], &want[0]);
+    assert_same("gather (embedded weights)", &c[0], &want[0]);
+}
+
+#[test]
+fn two_compiles_are_byte_identical() {
+    let p = float_program();
+    let (a, b2) = (compile(&p, "m", false), compile(&p, "m", false));
+    for ((n1, d1), (n2, d2)) in a.files().iter().zip(b2.files()) {
+        assert_eq!(n1, &n2);
+        assert!(*d1 == d2, "{n1} differs between two compiles");
+    }
+}
+
+/// A plain C program that includes NAME.h, reads NAME.weights and checks NAME_run's
+/// error codes for damaged blobs and bad arguments.
+#[test]
+fn blob_checks_return_the_documented_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile(&gather_program(), "gm", false);
+    edgec::emit::write::write_all(dir.path(), &art.files()).unwrap();
+    let prog = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include "gm.h"
+static unsigned char blob[gm_WEIGHTS_SIZE + 64];
+static unsigned char copy[gm_WEIGHTS_SIZE + 64];
+static union { double d; unsigned char b[gm_ARENA_SIZE + 32]; } arena;
+static int run(const void *w, void *a) {
+    int64_t idx[4] = { 4, 0, 2, 1 };
+    float out[4];
+    const void *in[1];
+    void *outs[1];
+    in[0] = idx; outs[0] = out;
+    return gm_run(w, a, in, outs);
+}
+int main(int argc, char **argv) {
+    FILE *f;
+    size_t n;
+    (void)argc;
+    f = fopen(argv[1], "rb");
+    if (!f) return 100;
+    n = fread(blob, 1, sizeof blob, f);
+    fclose(f);
+    if (n != gm_WEIGHTS_SIZE) return 101;
+    printf("ok %d\n", run(blob, arena.b));
+    printf("null %d\n", run(NULL, arena.b));
+    memcpy(copy, blob, n); copy[0] = 'X'; printf("magic %d\n", run(copy, arena.b));
+    memcpy(copy, blob, n); copy[8] = 9; printf("version %d\n", run(copy, arena.b));
+    memcpy(copy, blob, n); copy[17] ^= 1; printf("hash %d\n", run(copy, arena.b));
+    memcpy(copy, blob, n); copy[24] = (unsigned char)(copy[24] - 16); printf("size %d\n", run(copy, arena.b));
+    printf("align %d\n", run(blob, arena.b + 1));
+    printf("arena %d\n", run(blob, NULL));
+    printf("inputs %d\n", gm_run(blob, arena.b, NULL, NULL));
+    return 0;
+}
+"#;
+    std::fs::write(dir.path().join("main.c"), prog).unwrap();
+    let exe = dir.path().join("main");
+    let cc = |args: &[&Path]| {
+        let out = Command::new("cc")
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"])
+            .args(args)
+            .output()
+            .expect("cc (the host C compiler) must be installed");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (main_c, gm_c) = (dir.path().join("main.c"), dir.path().join("gm.c"));
+    cc(&[Path::new("-I"), dir.path(), &main_c, &gm_c, Path::new("-o"), &exe]);
+    let out = Command::new(&exe).arg(dir.path().join("gm.weights")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let want = "ok 0\nnull 1\nmagic 2\nversion 3\nhash 4\nsize 5\nalign 7\narena 8\ninputs 8\n";
+    assert_eq!(text, want);
+}
