@@ -194,7 +194,7 @@ impl MatMulDims {
                 if in_place {
                     kb.for_(n, |kb, j| kb.store(y.buf, iadd(row.clone(), j), zero(ty)));
                     kb.for_(k, |kb, p| {
-                        let av = kb.let_(ty, e::idx(0));
+                        let av = kb.var(ty);
                         // A's factor is loop-invariant in j: loaded once per (i, p).
                         let (a_val, _) =
                             load(&MatIx { i: i.clone(), j: e::idx(0) }, a_at(p.clone()), b_at(p.clone(), e::idx(0)));

@@ -110,11 +110,14 @@ fn lower_max(p: &Pool, cx: &mut LowerCx, x: &Operand, y: &Operand, ind: Option<&
             let flat = iadd(imul(plane.clone(), sp_in as i64), flat);
             guarded(kb, cond, |kb| {
                 let v = kb.let_(ty, e::load(x.buf, off));
-                let better = e::bin(
-                    BinOp::And,
-                    e::bin(BinOp::Eq, e::var(v), e::var(v)),
-                    e::bin(BinOp::Or, e::un(UnOp::Not, e::var(found)), e::bin(BinOp::Gt, e::var(v), e::var(best))),
-                );
+                let first_or_greater =
+                    e::bin(BinOp::Or, e::un(UnOp::Not, e::var(found)), e::bin(BinOp::Gt, e::var(v), e::var(best)));
+                // NaN never wins (`v == v` is false only for NaN); integers need no test.
+                let better = if ty.is_float() {
+                    e::bin(BinOp::And, e::bin(BinOp::Eq, e::var(v), e::var(v)), first_or_greater)
+                } else {
+                    first_or_greater
+                };
                 kb.if_(
                     better,
                     |kb| {
