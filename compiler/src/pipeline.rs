@@ -16,3 +16,23 @@ pub fn prepare(mut g: Graph, bindings: &ShapeBindings) -> Result<Graph> {
     passes::run("dce", &mut g, Stage::Typed, passes::dce::dce)?;
     Ok(g)
 }
+
+/// Compile-time specialisation: makes the named graph inputs constants with the given
+/// values. For exports that pass shape-deciding values (axes, target shapes, pads, `k`)
+/// as graph inputs: a static compile needs them fixed, as a model's initializers would be.
+pub fn specialize_inputs(g: &mut Graph, values: &[(String, crate::ir::Tensor)]) -> crate::error::Result<()> {
+    for (name, t) in values {
+        let pos = g.inputs.iter().position(|&v| g.value(v).name == *name).ok_or_else(|| {
+            crate::Error::Usage(format!("cannot fix input '{name}': the model has no such input"))
+        })?;
+        let v = g.inputs[pos];
+        if let Some(d) = &g.value(v).declared {
+            if d.dtype != t.dtype() {
+                return Err(crate::Error::Usage(format!("input '{name}' is {}, the value given is {}", d.dtype, t.dtype())));
+            }
+        }
+        g.inputs.remove(pos);
+        g.set_constant(v, std::sync::Arc::new(t.clone()));
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@ use edgec::emit::toolchain::{ToolError, Toolchain};
 use edgec::emit::CompileOptions;
 use edgec::front::onnx::load;
 use edgec::ir::Tensor;
-use edgec::pipeline::{prepare, Bindings};
+use edgec::pipeline::Bindings;
 use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
 use crate::node_tests::{case_op, classify, panic_message, Args, CaseResult, Outcome};
@@ -194,10 +194,12 @@ fn prepare_case(
             dims: BTreeMap::new(),
             input_shapes: g.inputs.iter().zip(&inputs).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect(),
         };
-        let compiled = prepare(g.clone(), &bindings)
-            .and_then(|prepared| edgec::emit::compile(&prepared, ops_before, &CompileOptions { name: &format!("case{index}_{s}"), target, code, embed_weights: false }));
+        let compiled = crate::specialize::prepare_static(g, &bindings, &inputs).and_then(|(prepared, inputs)| {
+            edgec::emit::compile(&prepared, ops_before, &CompileOptions { name: &format!("case{index}_{s}"), target, code, embed_weights: false })
+                .map(|a| (a, inputs))
+        });
         match compiled {
-            Ok(artifacts) => jobs.push((Job { artifacts, sets: vec![inputs] }, expected)),
+            Ok((artifacts, inputs)) => jobs.push((Job { artifacts, sets: vec![inputs] }, expected)),
             Err(e) => return Some(Err((op, classify(&e)))),
         }
     }

@@ -2,6 +2,7 @@
 
 mod compiled;
 mod node_tests;
+mod specialize;
 
 use clap::{Parser, Subcommand};
 

@@ -220,10 +220,10 @@ fn run_set(model: &edgec::front::onnx::Model, set: &Path, target: &str) -> Resul
 
 /// Compiles to KIR (static shapes required) and interprets it.
 fn run_kir(g: &edgec::ir::Graph, bindings: &Bindings, inputs: &[edgec::ir::Tensor]) -> Result<Vec<edgec::ir::Tensor>, Outcome> {
-    let prepared = prepare(g.clone(), bindings).map_err(|e| classify(&e))?;
+    let (prepared, inputs) = crate::specialize::prepare_static(g, bindings, inputs).map_err(|e| classify(&e))?;
     let mut program = edgec::lower::lower(&prepared).map_err(|e| classify(&e))?;
     edgec::kir::math::expand(&mut program);
-    edgec::kir::interp::run(&program, inputs).map_err(|stop| match stop {
+    edgec::kir::interp::run(&program, &inputs).map_err(|stop| match stop {
         edgec::kir::interp::Stop::Fail(code) => Outcome::Failed(format!("the program failed with code {code}")),
         edgec::kir::interp::Stop::Bug(why) => Outcome::Failed(format!("malformed KIR: {why}")),
     })
@@ -260,6 +260,10 @@ fn report(args: &Args, results: &[CaseResult]) -> bool {
     let floor_ok = args.min_passed.is_none_or(|m| passed >= m);
     if !floor_ok {
         println!("pass count {passed} is below the floor {}", args.min_passed.unwrap());
+    }
+    let specialized = crate::specialize::SPECIALIZED.load(std::sync::atomic::Ordering::Relaxed);
+    if specialized > 0 {
+        println!("{specialized} cases were compiled with their small integer/bool inputs fixed to the test's values (shape-deciding inputs; see docs/conformance.md)");
     }
     println!("onnx-node {}: {passed} passed, {failed} failed, {unsupported} unsupported", args.target);
     failed == 0 && floor_ok
