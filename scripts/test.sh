@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The full test run (what CI runs): setup, the cargo tests, then the ONNX node-test
-# conformance run, which fails on any failed case or a pass count below the floor
-# recorded in testsuite/conformance-floor.txt.
+# conformance run on every target in testsuite/conformance-floors.txt, each failing on
+# any failed case or a pass count below its floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo test --workspace --release
-floor=$(cat testsuite/conformance-floor.txt)
-cargo run --release -p edgec-testsuite -- onnx-node --target reference --min-passed "$floor"
+cargo build --release -p edgec-testsuite
+grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
+  [ -n "$target" ] || continue
+  target/release/edgec-testsuite onnx-node --target "$target" --min-passed "$floor"
+done
