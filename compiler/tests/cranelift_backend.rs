@@ -115,14 +115,15 @@ fn weight_blob(p: &Program, l: &Layout) -> Vec<u8> {
 struct Platform {
     target: &'static str,
     cc: &'static str,
+    nm: &'static str,
     runner: &'static [&'static str],
 }
 
-const HOST: Platform = Platform { target: "host", cc: "cc", runner: &[] };
-const A53: Platform = Platform { target: "cortex-a53", cc: "aarch64-linux-gnu-gcc", runner: &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"] };
-const RV64: Platform = Platform { target: "riscv64", cc: "riscv64-linux-gnu-gcc", runner: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"] };
+const HOST: Platform = Platform { target: "host", cc: "cc", nm: "nm", runner: &[] };
+const A53: Platform = Platform { target: "cortex-a53", cc: "aarch64-linux-gnu-gcc", nm: "aarch64-linux-gnu-nm", runner: &["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"] };
+const RV64: Platform = Platform { target: "riscv64", cc: "riscv64-linux-gnu-gcc", nm: "riscv64-linux-gnu-nm", runner: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"] };
 const RV64V: Platform =
-    Platform { target: "riscv64-v", cc: "riscv64-linux-gnu-gcc", runner: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu", "-cpu", "rv64,v=true,vlen=128"] };
+    Platform { target: "riscv64-v", cc: "riscv64-linux-gnu-gcc", nm: "riscv64-linux-gnu-nm", runner: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu", "-cpu", "rv64,v=true,vlen=128"] };
 
 fn c_bytes(name: &str, bytes: &[u8], konst: bool) -> String {
     let mut s = format!("static {}unsigned char {name}[{}] __attribute__((aligned(16))) = {{", if konst { "const " } else { "" }, bytes.len().max(1));
@@ -208,6 +209,9 @@ fn run(plat: Platform, p: &Program, inputs: &[Tensor], embed: bool, faults: &[u3
     let (o, c, exe) = (dir.join("m.o"), dir.join("main.c"), dir.join("main"));
     std::fs::write(&o, obj).unwrap();
     std::fs::write(&c, driver(p, &l, inputs, embed)).unwrap();
+    // No libcalls: the object must link against nothing.
+    let undefined = tool(Command::new(plat.nm).arg("-u").arg(&o), &format!("{tag}: {}", plat.nm)).stdout;
+    assert!(undefined.is_empty(), "{tag} on {}: undefined symbols {}", plat.target, String::from_utf8_lossy(&undefined));
     tool(Command::new(plat.cc).arg("-O1").arg("-o").arg(&exe).arg(&c).arg(&o), &format!("{tag}: linking with {}", plat.cc));
     let results = faults.iter().map(|&f| execute(plat, &exe, f, tag)).collect();
     std::fs::remove_dir_all(&dir).ok();
@@ -352,6 +356,9 @@ fn float_program(dt: DType, n: usize) -> (Program, Vec<Tensor>) {
         kb.store(o, i, Expr::Bitcast(ft, Box::new(flipped)))
     });
     p.kernels.push(kb.finish());
+    if dt == DType::F32 {
+        vector_cases(&mut p, n);
+    }
     let inputs = if dt == DType::F32 {
         let a = f32_values(n, 1);
         let mut b = f32_values(n, 2);
@@ -364,6 +371,26 @@ fn float_program(dt: DType, n: usize) -> (Program, Vec<Tensor>) {
         vec![Tensor::from_vec(&[n], a), Tensor::from_vec(&[n], b)]
     };
     (p, inputs)
+}
+
+/// Loops the vectoriser takes (invariant loads and variables, in-place updates of a
+/// temporary) and one it must leave scalar (a store and a load of the same buffer at
+/// different indices: a loop-carried dependence).
+fn vector_cases(p: &mut Program, n: usize) {
+    let (a, b) = (BufId(0), BufId(1));
+    let t = p.add_buffer("t", DType::F32, vec![n], BufKind::Temp);
+    let axpy = p.add_buffer("axpy", DType::F32, vec![n], BufKind::Output(p.outputs().len()));
+    let mut kb = KernelBuilder::new("axpy");
+    let s = kb.let_(Ty::F32, e::load(b, e::idx(3)));
+    kb.for_(n, |kb, i| kb.store(t, i.clone(), e::add(e::mul(e::load(a, i.clone()), e::var(s)), e::load(b, e::idx(5)))));
+    kb.for_(n, |kb, i| kb.store(t, i.clone(), e::bin(BinOp::Max, e::load(t, i.clone()), e::f32(0.25))));
+    kb.for_(n, |kb, i| kb.store(axpy, i.clone(), e::un(UnOp::Neg, e::load(t, i))));
+    p.kernels.push(kb.finish());
+    let scan = p.add_buffer("scan", DType::F32, vec![n], BufKind::Output(p.outputs().len()));
+    let mut kb = KernelBuilder::new("scan");
+    kb.store(scan, e::idx(0), e::f32(1.0));
+    kb.for_(n - 1, |kb, i| kb.store(scan, iadd(i.clone(), e::idx(1)), e::mul(e::load(scan, i.clone()), e::f32(1.5))));
+    p.kernels.push(kb.finish());
 }
 
 fn int_program(dt: DType, n: usize) -> (Program, Vec<Tensor>) {
@@ -591,4 +618,18 @@ fn unsupported_is_an_error() {
     kb.for_(4, |kb, i| kb.store(o, i.clone(), e::add(e::load(a, i), e::i32(1))));
     p.kernels = vec![kb.finish()];
     assert!(compile(&p, "host", None).is_err());
+}
+
+/// Contiguous f32 loops use 128-bit vector instructions on x86_64 and aarch64.
+#[test]
+fn contiguous_f32_loops_are_vectorised() {
+    let (p, _) = float_program(DType::F32, 67);
+    for (target, objdump, needle) in [("host", "objdump", "mulps"), ("cortex-a76", "aarch64-linux-gnu-objdump", ".4s")] {
+        let dir = scratch_dir(&format!("simd-{target}"));
+        let o = dir.join("m.o");
+        std::fs::write(&o, compile(&p, target, None).unwrap().0).unwrap();
+        let asm = String::from_utf8(tool(Command::new(objdump).arg("-d").arg(&o), objdump).stdout).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(asm.contains(needle), "{target}: no '{needle}' in the disassembly");
+    }
 }

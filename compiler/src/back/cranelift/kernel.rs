@@ -153,7 +153,14 @@ impl KernelCx<'_, '_> {
 
     fn stmt(&mut self, s: &Stmt) -> Result<(), BackendError> {
         match s {
-            Stmt::Loop { var, extent, body } => self.counted_loop(self.var(*var)?, *extent, body),
+            Stmt::Loop { var, extent, body } => {
+                let v = self.var(*var)?;
+                if self.vectorizable(*var, *extent, body) {
+                    self.vector_loop(v, *var, *extent, body)
+                } else {
+                    self.scalar_loop(v, 0, *extent, body)
+                }
+            }
             Stmt::Set { var, value } => {
                 let (v, ty) = self.typed_var(*var)?;
                 let x = self.expr(value)?;
@@ -191,21 +198,20 @@ impl KernelCx<'_, '_> {
         }
     }
 
-    /// `for var in 0..extent`, bottom-tested (the body runs at least once when
-    /// `extent > 0`, and not at all otherwise).
-    fn counted_loop(&mut self, var: Variable, extent: usize, body: &[Stmt]) -> Result<(), BackendError> {
-        if extent == 0 {
+    /// `for var in start..end`, bottom-tested (nothing is emitted for an empty range).
+    pub fn scalar_loop(&mut self, var: Variable, start: usize, end: usize, body: &[Stmt]) -> Result<(), BackendError> {
+        if start >= end {
             return Ok(());
         }
         let (head, exit) = (self.b.create_block(), self.b.create_block());
         let i = self.b.append_block_param(head, types::I64);
-        let zero = self.b.ins().iconst(types::I64, 0);
-        self.b.ins().jump(head, &[BlockArg::Value(zero)]);
+        let first = self.b.ins().iconst(types::I64, start as i64);
+        self.b.ins().jump(head, &[BlockArg::Value(first)]);
         self.b.switch_to_block(head);
         self.b.def_var(var, i);
         self.stmts(body)?;
         let next = self.b.ins().iadd_imm_s(i, 1);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, extent as i64);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, end as i64);
         self.b.ins().brif(more, head, &[BlockArg::Value(next)], exit, &[]);
         self.b.switch_to_block(exit);
         Ok(())
@@ -213,6 +219,11 @@ impl KernelCx<'_, '_> {
 
     pub fn var(&self, v: crate::kir::Var) -> Result<Variable, BackendError> {
         Ok(self.typed_var(v)?.0)
+    }
+
+    /// The Cranelift type of a KIR variable.
+    pub fn var_type(&self, v: crate::kir::Var) -> Option<Type> {
+        self.vars.get(v.0 as usize).map(|&(_, t)| t)
     }
 
     fn typed_var(&self, v: crate::kir::Var) -> Result<(Variable, Type), BackendError> {

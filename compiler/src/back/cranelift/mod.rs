@@ -19,6 +19,7 @@ mod float;
 mod isa;
 mod kernel;
 mod storage;
+mod vector;
 
 use cranelift_codegen::ir::{types, AbiParam, Signature};
 use cranelift_codegen::isa::CallConv;
