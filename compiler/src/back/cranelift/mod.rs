@@ -21,6 +21,9 @@ mod kernel;
 mod storage;
 mod vector;
 
+#[cfg(test)]
+mod tests;
+
 use cranelift_codegen::ir::{types, AbiParam, Signature};
 use cranelift_codegen::isa::CallConv;
 use cranelift_module::{DataDescription, DataId, Linkage, Module};
@@ -29,7 +32,7 @@ use cranelift_object::{ObjectBuilder, ObjectModule};
 use super::{BackendError, Input};
 use crate::kir::{Program, Ty};
 
-pub use isa::Caps;
+use isa::Caps;
 
 const BACKEND: &str = "cranelift";
 
@@ -53,6 +56,12 @@ pub fn emit_object(input: &Input) -> Result<Vec<u8>, BackendError> {
         return Err(failed("layout and program disagree on the number of buffers"));
     }
     let (isa, caps) = isa::for_target(opts.target)?;
+    emit_with(input, isa, caps)
+}
+
+/// [`emit_object`] for a given ISA and capabilities (tests force the emulated paths).
+fn emit_with(input: &Input, isa: cranelift_codegen::isa::OwnedTargetIsa, caps: Caps) -> Result<Vec<u8>, BackendError> {
+    let opts = &input.options;
     let call_conv = isa.default_call_conv();
     let builder = ObjectBuilder::new(isa, opts.name.as_bytes().to_vec(), cranelift_module::default_libcall_names()).map_err(failed)?;
     let mut module = ObjectModule::new(builder);
