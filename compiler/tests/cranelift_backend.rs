@@ -255,27 +255,37 @@ fn same(dtype: DType, got: &[u8], want: &[u8]) -> Option<usize> {
     })
 }
 
-/// Runs on `plat` and checks every output against the interpreter.
-fn check(plat: Platform, p: &Program, inputs: &[Tensor], tag: &str) {
-    let want = interp::run(p, inputs).unwrap_or_else(|e| panic!("{tag}: interpreter: {e:?}"));
+/// Runs on `plat` (weights passed, then embedded) and compares every output with the
+/// interpreter's.
+fn matches_interpreter(plat: Platform, p: &Program, inputs: &[Tensor], tag: &str) -> Result<(), String> {
+    let want = interp::run(p, inputs).map_err(|e| format!("{tag}: interpreter: {e:?}"))?;
     for embed in [false, true] {
         let (rc, got) = run(plat, p, inputs, embed, &[0], tag).remove(0);
-        assert_eq!(rc, 0, "{tag} on {}: return code", plat.target);
+        if rc != 0 {
+            return Err(format!("{tag} on {}: return code {rc}", plat.target));
+        }
         for (k, (o, w)) in p.outputs().into_iter().zip(&want).enumerate() {
             let b = p.buffer(o);
             let want = le_bytes(w);
             if let Some(i) = same(b.dtype, &got[k], &want) {
                 let at = i.saturating_mul(b.dtype.size())..(i.saturating_add(1)).saturating_mul(b.dtype.size());
-                panic!(
+                return Err(format!(
                     "{tag} on {} (embedded {embed}): output {k} '{}' ({}) differs at element {i}: got {:02x?}, want {:02x?}",
                     plat.target,
                     b.name,
                     b.dtype,
                     got[k].get(at.clone()),
                     want.get(at)
-                );
+                ));
             }
         }
+    }
+    Ok(())
+}
+
+fn check(plat: Platform, p: &Program, inputs: &[Tensor], tag: &str) {
+    if let Err(e) = matches_interpreter(plat, p, inputs, tag) {
+        panic!("{e}");
     }
 }
 
@@ -632,4 +642,54 @@ fn contiguous_f32_loops_are_vectorised() {
         std::fs::remove_dir_all(&dir).ok();
         assert!(asm.contains(needle), "{target}: no '{needle}' in the disassembly");
     }
+}
+
+/// The ONNX backend node tests that lower to KIR and run on the interpreter, compiled
+/// for the host and compared with the interpreter (after `kir::math::expand`, so both
+/// compute the same expansions). The data comes from `EDGEC_NODE_DATA` or the onnx
+/// package in the project's `.venv`.
+#[test]
+fn onnx_node_tests_match_interpreter() {
+    use edgec::passes::bind::ShapeBindings;
+    let dir = std::env::var_os("EDGEC_NODE_DATA").map(PathBuf::from).or_else(|| {
+        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+        std::fs::read_dir(lib).ok()?.flatten().map(|e| e.path().join("site-packages/onnx/backend/test/data/node")).find(|p| p.is_dir())
+    });
+    let dir = dir.expect("no ONNX node-test data: set EDGEC_NODE_DATA or create .venv with onnx==1.22.0");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    cases.sort();
+    let (mut passed, mut failed, mut unsupported) = (0, Vec::new(), 0);
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let Ok(model) = edgec::front::onnx::load(&case.join("model.onnx")) else { continue };
+        if model.check_supported().is_err() {
+            continue;
+        }
+        let Some(set) = edgec::testdata::data_sets(&case).into_iter().next() else { continue };
+        let Ok(inputs) = edgec::testdata::read_numbered(&set, "input") else { continue };
+        let g = &model.graph;
+        if inputs.len() != g.inputs.len() {
+            continue;
+        }
+        let bindings = ShapeBindings {
+            dims: Default::default(),
+            input_shapes: g.inputs.iter().zip(&inputs).map(|(&v, t)| (g.value(v).name.clone(), t.shape().to_vec())).collect(),
+        };
+        let Ok(prepared) = edgec::pipeline::prepare(g.clone(), &bindings) else { continue };
+        let Ok(mut program) = edgec::lower::lower(&prepared) else { continue };
+        edgec::kir::math::expand(&mut program);
+        if interp::run(&program, &inputs).is_err() {
+            continue;
+        }
+        match compile(&program, "host", None) {
+            Err(BackendError::Unsupported { .. }) => unsupported += 1,
+            Err(e) => failed.push(format!("{name}: {e}")),
+            Ok(_) => match matches_interpreter(HOST, &program, &inputs, &name) {
+                Ok(()) => passed += 1,
+                Err(e) => failed.push(e),
+            },
+        }
+    }
+    println!("cranelift node tests: {passed} passed, {} failed, {unsupported} unsupported", failed.len());
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
