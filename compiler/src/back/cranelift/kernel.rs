@@ -154,7 +154,10 @@ impl KernelCx<'_, '_> {
     fn stmt(&mut self, s: &Stmt) -> Result<(), BackendError> {
         match s {
             Stmt::Loop { var, extent, body } => {
-                let v = self.var(*var)?;
+                let (v, ty) = self.typed_var(*var)?;
+                if ty != types::I64 {
+                    return Err(failed(format!("loop variable v{} of type {ty}", var.0)));
+                }
                 if self.vectorizable(*var, *extent, body) {
                     self.vector_loop(v, *var, *extent, body)
                 } else {

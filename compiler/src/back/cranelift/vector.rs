@@ -48,7 +48,7 @@ impl KernelCx<'_, '_> {
         let mut stored: Vec<(BufId, &Expr)> = Vec::new();
         for s in body {
             let Stmt::Store { buf, index, value } = s else { return false };
-            if self.prog.buffer(*buf).dtype != DType::F32 || coefficient(index, var) != Some(1) {
+            if !self.is_f32(*buf) || coefficient(index, var) != Some(1) {
                 return false;
             }
             stored.push((*buf, index));
@@ -72,12 +72,16 @@ impl KernelCx<'_, '_> {
         ok
     }
 
+    fn is_f32(&self, buf: BufId) -> bool {
+        self.prog.buffers.get(buf.0 as usize).is_some_and(|b| b.dtype == DType::F32)
+    }
+
     fn vector_value(&self, e: &Expr, var: Var) -> bool {
         let rec = |x: &Expr| self.vector_value(x, var);
         match e {
             Expr::Lit(Lit::F32(_)) => true,
             Expr::Var(v) => *v != var && self.var_type(*v) == Some(types::F32),
-            Expr::Load { buf, index } => self.prog.buffer(*buf).dtype == DType::F32 && matches!(coefficient(index, var), Some(0 | 1)),
+            Expr::Load { buf, index } => self.is_f32(*buf) && matches!(coefficient(index, var), Some(0 | 1)),
             Expr::Unary(UnOp::Neg | UnOp::Abs | UnOp::Sqrt, a) => rec(a),
             Expr::Binary(BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max, a, b) => rec(a) && rec(b),
             Expr::Fma(a, b, c) => self.caps.fma && rec(a) && rec(b) && rec(c),
