@@ -292,7 +292,10 @@ fn check(plat: Platform, p: &Program, inputs: &[Tensor], tag: &str) {
 // ---------------------------------------------------------------- programs
 
 /// `out_k[i] = f_k(a[i], b[i])` for each op, in one kernel per op.
-fn elementwise(dtype: DType, n: usize, ops: &[(&str, fn(Expr, Expr) -> Expr, DType)]) -> Program {
+/// A named elementwise op and its output type.
+type Op = (&'static str, fn(Expr, Expr) -> Expr, DType);
+
+fn elementwise(dtype: DType, n: usize, ops: &[Op]) -> Program {
     let mut p = Program::default();
     let a = p.add_buffer("a", dtype, vec![n], BufKind::Input(0));
     let b = p.add_buffer("b", dtype, vec![n], BufKind::Input(1));
@@ -315,7 +318,7 @@ macro_rules! ops {
     };
 }
 
-fn float_ops(dt: DType) -> Vec<(&'static str, fn(Expr, Expr) -> Expr, DType)> {
+fn float_ops(dt: DType) -> Vec<Op> {
     let mut v = ops! {
         "add" => |a, b| e::add(a, b), DType::F32;
         "sub" => |a, b| e::sub(a, b), DType::F32;

@@ -125,8 +125,8 @@ impl KernelCx<'_, '_> {
         let y_zero = b.ins().icmp_imm_u(IntCC::Equal, ay, 0);
         let y_nan = b.ins().fcmp(FloatCC::Unordered, y, y);
         let ex = b.ins().ushr_imm_u(ux, mant as i64);
-        let ex = b.ins().band_imm_u(ex, exp_mask as i64);
-        let x_special = b.ins().icmp_imm_u(IntCC::Equal, ex, exp_mask as i64);
+        let ex = b.ins().band_imm_u(ex, exp_mask);
+        let x_special = b.ins().icmp_imm_u(IntCC::Equal, ex, exp_mask);
         let bad = b.ins().bor(y_zero, y_nan);
         let bad = b.ins().bor(bad, x_special);
         let check_small = b.create_block();
@@ -192,7 +192,7 @@ impl KernelCx<'_, '_> {
         let m = b.ins().ishl(m, shift);
         let e = b.ins().isub(te, shift);
         // e > 0: normal; else subnormal, shifted right by 1 - e.
-        let normal_m = b.ins().band_imm_u(m, (implicit - 1) as i64);
+        let normal_m = b.ins().band_imm_u(m, implicit - 1);
         let e_bits = b.ins().ishl_imm_u(e, mant as i64);
         let normal = b.ins().bor(normal_m, e_bits);
         let one = b.ins().iconst(it, 1);
@@ -221,9 +221,9 @@ impl KernelCx<'_, '_> {
 fn normalise(b: &mut cranelift_frontend::FunctionBuilder, it: Type, mant: u32, u: Value, exp_mask: i64, implicit: i64) -> (Value, Value) {
     let bits = it.bits() as i64;
     let e = b.ins().ushr_imm_u(u, mant as i64);
-    let e = b.ins().band_imm_u(e, exp_mask as i64);
-    let m = b.ins().band_imm_u(u, (implicit - 1) as i64);
-    let normal_m = b.ins().bor_imm_u(m, implicit as i64);
+    let e = b.ins().band_imm_u(e, exp_mask);
+    let m = b.ins().band_imm_u(u, implicit - 1);
+    let normal_m = b.ins().bor_imm_u(m, implicit);
     // Subnormal: shift so the top set bit lands on the implicit bit.
     let lz = b.ins().clz(m);
     let shift = b.ins().iadd_imm_s(lz, -(bits - 1 - mant as i64));

@@ -84,7 +84,7 @@ fn emulated_rounding_and_fma_match_the_interpreter() {
 
         let mut lines = out.lines();
         assert_eq!(lines.next(), Some("0"));
-        let want = interp::run(&p, &[input.clone()]).unwrap();
+        let want = interp::run(&p, std::slice::from_ref(&input)).unwrap();
         for (k, (line, w)) in lines.zip(&want).enumerate() {
             let got: Vec<u8> = (0..line.len() / 2).map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap()).collect();
             let (got, want): (Vec<f64>, Vec<f64>) = match w {
