@@ -696,3 +696,54 @@ fn onnx_node_tests_match_interpreter() {
     println!("cranelift node tests: {passed} passed, {} failed, {unsupported} unsupported", failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// Every f16 and bf16 bit pattern widened, random f32 bit patterns narrowed to both,
+/// and `fmod` on every pair of awkward values, on the host, aarch64 and riscv64.
+#[test]
+fn half_conversions_and_fmod_exhaustively() {
+    let mut p = Program::default();
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    let mut r = Lcg(21);
+    let mut bits: Vec<f32> = special_f64().into_iter().map(|x| x as f32).collect();
+    bits.extend((0..20_000).map(|_| f32::from_bits(r.next() as u32)));
+    // Values at and around the f16 rounding boundaries.
+    bits.extend((0..4096u32).map(|i| f32::from_bits(0x3380_0000 + i * 0x0001_1000 + (i % 3))));
+    let specials = special_f64();
+    let pairs: Vec<(f64, f64)> = specials.iter().flat_map(|&x| specials.iter().map(move |&y| (x, y))).collect();
+    let inputs = vec![
+        Tensor::from_vec(&[all.len()], all.iter().map(|&b| f16::from_bits(b)).collect()),
+        Tensor::from_vec(&[all.len()], all.iter().map(|&b| bf16::from_bits(b)).collect()),
+        Tensor::from_vec(&[bits.len()], bits.clone()),
+        Tensor::from_vec(&[pairs.len()], pairs.iter().map(|p| p.0 as f32).collect()),
+        Tensor::from_vec(&[pairs.len()], pairs.iter().map(|p| p.1 as f32).collect()),
+        Tensor::from_vec(&[pairs.len()], pairs.iter().map(|p| p.0).collect()),
+        Tensor::from_vec(&[pairs.len()], pairs.iter().map(|p| p.1).collect()),
+    ];
+    let ins: Vec<BufId> = inputs.iter().enumerate().map(|(k, t)| p.add_buffer(format!("in{k}"), t.dtype(), t.shape().to_vec(), BufKind::Input(k))).collect();
+    let outs = [
+        ("f16_to_f32", DType::F32, all.len()),
+        ("bf16_to_f32", DType::F32, all.len()),
+        ("f32_to_f16", DType::F16, bits.len()),
+        ("f32_to_bf16", DType::BF16, bits.len()),
+        ("fmod32", DType::F32, pairs.len()),
+        ("fmod64", DType::F64, pairs.len()),
+    ];
+    let outs: Vec<BufId> = outs.iter().enumerate().map(|(k, (name, dt, n))| p.add_buffer(*name, *dt, vec![*n], BufKind::Output(k))).collect();
+    let sources: [(usize, Option<usize>); 6] = [(0, None), (1, None), (2, None), (2, None), (3, Some(4)), (5, Some(6))];
+    for (&o, (a, b)) in outs.iter().zip(sources) {
+        let n = p.buffer(o).len();
+        let mut kb = KernelBuilder::new(p.buffer(o).name.clone());
+        kb.for_(n, |kb, i| {
+            let x = e::load(ins[a], i.clone());
+            let v = match b {
+                Some(b) => e::bin(BinOp::Rem, x, e::load(ins[b], i.clone())),
+                None => x,
+            };
+            kb.store(o, i, v)
+        });
+        p.kernels.push(kb.finish());
+    }
+    check(HOST, &p, &inputs, "half-fmod");
+    check(A53, &p, &inputs, "half-fmod");
+    check(RV64, &p, &inputs, "half-fmod");
+}
