@@ -650,7 +650,8 @@ fn contiguous_f32_loops_are_vectorised() {
 /// The ONNX backend node tests that lower to KIR and run on the interpreter, compiled
 /// for the host and compared with the interpreter (after `kir::math::expand`, so both
 /// compute the same expansions). The data comes from `EDGEC_NODE_DATA` or the onnx
-/// package in the project's `.venv`.
+/// package in the project's `.venv`; `EDGEC_NODE_FILTER` keeps the cases whose name
+/// contains it.
 #[test]
 fn onnx_node_tests_match_interpreter() {
     use edgec::passes::bind::ShapeBindings;
@@ -661,9 +662,13 @@ fn onnx_node_tests_match_interpreter() {
     let dir = dir.expect("no ONNX node-test data: set EDGEC_NODE_DATA or create .venv with onnx==1.22.0");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     cases.sort();
+    let filter = std::env::var("EDGEC_NODE_FILTER").unwrap_or_default();
     let (mut passed, mut failed, mut unsupported) = (0, Vec::new(), 0);
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains(&filter) {
+            continue;
+        }
         let Ok(model) = edgec::front::onnx::load(&case.join("model.onnx")) else { continue };
         if model.check_supported().is_err() {
             continue;
