@@ -651,7 +651,8 @@ fn contiguous_f32_loops_are_vectorised() {
 /// for the host and compared with the interpreter (after `kir::math::expand`, so both
 /// compute the same expansions). The data comes from `EDGEC_NODE_DATA` or the onnx
 /// package in the project's `.venv`; `EDGEC_NODE_FILTER` keeps the cases whose name
-/// contains it.
+/// contains it, `EDGEC_NODE_TARGET` (`cortex-a53`, `riscv64`, `riscv64-v`) runs them
+/// under QEMU instead of on the host.
 #[test]
 fn onnx_node_tests_match_interpreter() {
     use edgec::passes::bind::ShapeBindings;
@@ -663,6 +664,13 @@ fn onnx_node_tests_match_interpreter() {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     cases.sort();
     let filter = std::env::var("EDGEC_NODE_FILTER").unwrap_or_default();
+    let plat = match std::env::var("EDGEC_NODE_TARGET").as_deref() {
+        Ok("cortex-a53") => A53,
+        Ok("riscv64") => RV64,
+        Ok("riscv64-v") => RV64V,
+        Ok(t) if t != "host" => panic!("EDGEC_NODE_TARGET={t}: expected host, cortex-a53, riscv64 or riscv64-v"),
+        _ => HOST,
+    };
     let (mut passed, mut failed, mut unsupported) = (0, Vec::new(), 0);
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
@@ -689,16 +697,16 @@ fn onnx_node_tests_match_interpreter() {
         if interp::run(&program, &inputs).is_err() {
             continue;
         }
-        match compile(&program, "host", None) {
+        match compile(&program, plat.target, None) {
             Err(BackendError::Unsupported { .. }) => unsupported += 1,
             Err(e) => failed.push(format!("{name}: {e}")),
-            Ok(_) => match matches_interpreter(HOST, &program, &inputs, &name) {
+            Ok(_) => match matches_interpreter(plat, &program, &inputs, &name) {
                 Ok(()) => passed += 1,
                 Err(e) => failed.push(e),
             },
         }
     }
-    println!("cranelift node tests: {passed} passed, {} failed, {unsupported} unsupported", failed.len());
+    println!("cranelift node tests on {}: {passed} passed, {} failed, {unsupported} unsupported", plat.target, failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
