@@ -1,0 +1,173 @@
+//! Vectorising innermost loops with `f32x4` (x86_64 and aarch64), plus a scalar tail.
+//!
+//! A loop qualifies when its body is only `Store`s of F32 values to F32 buffers whose
+//! values are built from F32 loads, F32 literals and loop-invariant F32 variables with
+//! `+ - * /`, Min, Max, Neg, Abs, Sqrt and (where the ISA has it) Fma, and every index
+//! is affine in the loop variable with coefficient 1 (contiguous: one vector load or
+//! store) or 0 (invariant: a scalar load splatted to all lanes). These are exactly the
+//! ops whose lanes compute what the scalar code computes, so the vector loop is
+//! bit-identical to the interpreter. To keep the order of memory accesses irrelevant, a
+//! buffer the body stores to may only be accessed at that one index expression.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Value};
+use cranelift_frontend::Variable;
+
+use super::kernel::KernelCx;
+use crate::back::BackendError;
+use crate::ir::DType;
+use crate::kir::{BinOp, BufId, Expr, Lit, Stmt, UnOp, Var};
+
+const LANES: usize = 4;
+
+/// The coefficient of `var` in an affine index expression, `None` when the expression
+/// is not affine in it (or reads memory).
+fn coefficient(e: &Expr, var: Var) -> Option<i64> {
+    match e {
+        Expr::Lit(_) => Some(0),
+        Expr::Var(v) => Some((*v == var) as i64),
+        Expr::Binary(BinOp::Add, a, b) => coefficient(a, var)?.checked_add(coefficient(b, var)?),
+        Expr::Binary(BinOp::Sub, a, b) => coefficient(a, var)?.checked_sub(coefficient(b, var)?),
+        Expr::Binary(BinOp::Mul, a, b) => match (&**a, &**b) {
+            (Expr::Lit(Lit::Index(k)), x) | (x, Expr::Lit(Lit::Index(k))) => coefficient(x, var)?.checked_mul(*k),
+            _ => (coefficient(a, var)? == 0 && coefficient(b, var)? == 0).then_some(0),
+        },
+        Expr::Load { .. } => None,
+        Expr::Unary(_, a) | Expr::Cast(_, a) | Expr::Bitcast(_, a) => (coefficient(a, var)? == 0).then_some(0),
+        Expr::Binary(_, a, b) => (coefficient(a, var)? == 0 && coefficient(b, var)? == 0).then_some(0),
+        Expr::Select(a, b, c) | Expr::Fma(a, b, c) => (coefficient(a, var)? == 0 && coefficient(b, var)? == 0 && coefficient(c, var)? == 0).then_some(0),
+    }
+}
+
+impl KernelCx<'_, '_> {
+    /// Whether `for var in 0..extent { body }` can run as f32x4 (see the module doc).
+    pub fn vectorizable(&self, var: Var, extent: usize, body: &[Stmt]) -> bool {
+        if !self.caps.simd128 || extent < LANES || body.is_empty() {
+            return false;
+        }
+        let mut stored: Vec<(BufId, &Expr)> = Vec::new();
+        for s in body {
+            let Stmt::Store { buf, index, value } = s else { return false };
+            if !self.is_f32(*buf) || coefficient(index, var) != Some(1) {
+                return false;
+            }
+            stored.push((*buf, index));
+            if !self.vector_value(value, var) {
+                return false;
+            }
+        }
+        // A stored buffer is accessed only at its store's index.
+        let mut ok = true;
+        for s in body {
+            let Stmt::Store { buf, index, value } = s else { continue };
+            for (b, i) in &stored {
+                ok &= b != buf || *i == index;
+            }
+            visit_loads(value, &mut |b, i| {
+                for (sb, si) in &stored {
+                    ok &= *sb != b || *si == i;
+                }
+            });
+        }
+        ok
+    }
+
+    fn is_f32(&self, buf: BufId) -> bool {
+        self.prog.buffers.get(buf.0 as usize).is_some_and(|b| b.dtype == DType::F32)
+    }
+
+    fn vector_value(&self, e: &Expr, var: Var) -> bool {
+        let rec = |x: &Expr| self.vector_value(x, var);
+        match e {
+            Expr::Lit(Lit::F32(_)) => true,
+            Expr::Var(v) => *v != var && self.var_type(*v) == Some(types::F32),
+            Expr::Load { buf, index } => self.is_f32(*buf) && matches!(coefficient(index, var), Some(0 | 1)),
+            Expr::Unary(UnOp::Neg | UnOp::Abs | UnOp::Sqrt, a) => rec(a),
+            Expr::Binary(BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max, a, b) => rec(a) && rec(b),
+            Expr::Fma(a, b, c) => self.caps.fma && rec(a) && rec(b) && rec(c),
+            _ => false,
+        }
+    }
+
+    /// The vector loop over the first `extent / 4 * 4` iterations, then the scalar tail.
+    pub fn vector_loop(&mut self, var: Variable, kvar: Var, extent: usize, body: &[Stmt]) -> Result<(), BackendError> {
+        let vector_end = extent / LANES * LANES;
+        let (head, exit) = (self.b.create_block(), self.b.create_block());
+        let i = self.b.append_block_param(head, types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.ins().jump(head, &[BlockArg::Value(zero)]);
+        self.b.switch_to_block(head);
+        self.b.def_var(var, i);
+        for s in body {
+            if let Stmt::Store { buf, index, value } = s {
+                let addr = self.address(*buf, index)?;
+                let v = self.vector_expr(value, kvar)?;
+                self.b.ins().store(MemFlagsData::new().with_notrap(), v, addr, 0);
+            }
+        }
+        let next = self.b.ins().iadd_imm_s(i, LANES as i64);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, vector_end as i64);
+        self.b.ins().brif(more, head, &[BlockArg::Value(next)], exit, &[]);
+        self.b.switch_to_block(exit);
+        self.scalar_loop(var, vector_end, extent, body)
+    }
+
+    fn vector_expr(&mut self, e: &Expr, var: Var) -> Result<Value, BackendError> {
+        let v4 = types::F32X4;
+        Ok(match e {
+            Expr::Load { buf, index } if coefficient(index, var) == Some(1) => {
+                let addr = self.address(*buf, index)?;
+                self.b.ins().load(v4, MemFlagsData::new().with_notrap(), addr, 0)
+            }
+            Expr::Unary(op, a) => {
+                let a = self.vector_expr(a, var)?;
+                match op {
+                    UnOp::Neg => self.b.ins().fneg(a),
+                    UnOp::Abs => self.b.ins().fabs(a),
+                    _ => self.b.ins().sqrt(a),
+                }
+            }
+            Expr::Binary(op, a, b) => {
+                let (a, b) = (self.vector_expr(a, var)?, self.vector_expr(b, var)?);
+                let ins = self.b.ins();
+                match op {
+                    BinOp::Add => ins.fadd(a, b),
+                    BinOp::Sub => ins.fsub(a, b),
+                    BinOp::Mul => ins.fmul(a, b),
+                    BinOp::Div => ins.fdiv(a, b),
+                    BinOp::Min => ins.fmin(a, b),
+                    _ => ins.fmax(a, b),
+                }
+            }
+            Expr::Fma(a, b, c) => {
+                let (a, b, c) = (self.vector_expr(a, var)?, self.vector_expr(b, var)?, self.vector_expr(c, var)?);
+                self.b.ins().fma(a, b, c)
+            }
+            // Invariant: literals, variables and coefficient-0 loads, splatted.
+            scalar => {
+                let x = self.expr(scalar)?;
+                self.b.ins().splat(v4, x)
+            }
+        })
+    }
+}
+
+fn visit_loads<'e>(e: &'e Expr, f: &mut dyn FnMut(BufId, &'e Expr)) {
+    match e {
+        Expr::Lit(_) | Expr::Var(_) => {}
+        Expr::Load { buf, index } => {
+            f(*buf, index);
+            visit_loads(index, f);
+        }
+        Expr::Unary(_, a) | Expr::Cast(_, a) | Expr::Bitcast(_, a) => visit_loads(a, f),
+        Expr::Binary(_, a, b) => {
+            visit_loads(a, f);
+            visit_loads(b, f);
+        }
+        Expr::Select(a, b, c) | Expr::Fma(a, b, c) => {
+            visit_loads(a, f);
+            visit_loads(b, f);
+            visit_loads(c, f);
+        }
+    }
+}
