@@ -11,6 +11,7 @@ pub mod copy;
 mod attention;
 mod control;
 mod conv;
+mod deform;
 mod einsum;
 mod elementwise;
 mod image;

@@ -1,0 +1,110 @@
+//! Lowering of `DeformConv` (2-D): the direct conv loop nest of `lower/conv.rs`, with
+//! every kernel tap displaced by its learned offset and sampled bilinearly.
+//!
+//! Loops run `(batch, group, out channel, oh, ow)` outside, so output elements are
+//! written in order, and `(in channel, kh, kw)` inside, accumulating in a variable.
+//! A sample's four corners are read only under an `If` that tests them in bounds in
+//! float (NaN offsets fail every comparison and read zero, as in the reference): the
+//! float → index casts sit inside that `If`, so no backend converts an out-of-range
+//! float.
+
+use super::linalg::{flit, input, mac, output, zero};
+use super::{LowerCx, Operand};
+use crate::error::OpError;
+use crate::kir::build::{iadd, imul, linear, KernelBuilder};
+use crate::kir::{e, BinOp, Expr, Ty, UnOp};
+use crate::ops::conv::{DeformConv, DeformShapes};
+
+pub(super) fn lower(op: &DeformConv, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    let y = output(outs, 0)?;
+    let (x, w, off) = (input(ins, 0)?, input(ins, 1)?, input(ins, 2)?);
+    let ty = x.kty()?;
+    if !ty.is_float() {
+        return Err(OpError::invalid("DeformConv input must be a float tensor"));
+    }
+    let s = op.shapes(x.shape(), w.shape(), off.shape())?;
+    let (og, group) = (op.offset_group(), op.group());
+    let kn = s.k[0] * s.k[1];
+    let osp = s.o[0] * s.o[1];
+    let bias = ins.get(3).and_then(Option::as_ref);
+    if bias.is_some_and(|b| b.len() != s.m) {
+        return Err(OpError::invalid("DeformConv bias must have one value per output channel"));
+    }
+    let mask = ins.get(4).and_then(Option::as_ref);
+    if mask.is_some_and(|m| m.len() != s.n * og * kn * osp) {
+        return Err(OpError::invalid("DeformConv mask does not match the offsets"));
+    }
+    let (cg, mg, cpo) = (s.c / group, s.m / group, s.c / og);
+    let mut k = cx.kernel("");
+    k.for_shape(&[s.n, group, mg, s.o[0], s.o[1]], |k, ix| {
+        let (b, g, ocg, i, j) = (&ix[0], &ix[1], &ix[2], &ix[3], &ix[4]);
+        let oc = iadd(imul(g.clone(), mg as i64), ocg.clone());
+        let acc = k.let_(ty, bias.map_or(zero(ty), |bs| e::load(bs.buf, oc.clone())));
+        k.for_shape(&[cg, s.k[0], s.k[1]], |k, t| {
+            let (icg, kh, kw) = (&t[0], &t[1], &t[2]);
+            let ic = iadd(imul(g.clone(), cg as i64), icg.clone());
+            let ogi = if og == 1 { e::idx(0) } else { e::div(ic.clone(), e::idx(cpo as i64)) };
+            let kk = iadd(imul(kh.clone(), s.k[1] as i64), kw.clone());
+            // Offset/mask channel of this tap: (b, offset group, kk).
+            let tap = iadd(imul(iadd(imul(b.clone(), og as i64), ogi), kn as i64), kk.clone());
+            let at_tap = |ch: Expr| linear(&[s.n * og * kn * 2, s.o[0], s.o[1]], &[ch, i.clone(), j.clone()]);
+            let dh = e::load(off.buf, at_tap(imul(tap.clone(), 2)));
+            let dw = e::load(off.buf, at_tap(iadd(imul(tap.clone(), 2), e::idx(1))));
+            let hy = k.let_(ty, e::add(position(ty, i, s.s[0], kh, s.d[0], s.p[0]), dh));
+            let wx = k.let_(ty, e::add(position(ty, j, s.s[1], kw, s.d[1], s.p[1]), dw));
+            let plane = imul(iadd(imul(b.clone(), s.c as i64), ic), (s.ih * s.iw) as i64);
+            let v = sample(k, ty, x.buf, plane, &s, e::var(hy), e::var(wx));
+            let v = match mask {
+                Some(m) => e::mul(v, e::load(m.buf, linear(&[s.n * og * kn, s.o[0], s.o[1]], &[tap, i.clone(), j.clone()]))),
+                None => v,
+            };
+            let wi = iadd(imul(iadd(imul(oc.clone(), cg as i64), icg.clone()), kn as i64), kk);
+            k.set(acc, mac(ty, e::var(acc), v, e::load(w.buf, wi)));
+        });
+        k.store(y.buf, linear(&[s.n, s.m, s.o[0], s.o[1]], &[b.clone(), oc, i.clone(), j.clone()]), e::var(acc));
+    });
+    cx.emit(k.finish());
+    Ok(())
+}
+
+/// The undisplaced input coordinate `o * stride + k * dilation - pad` of a tap, as a float.
+fn position(ty: Ty, o: &Expr, stride: usize, k: &Expr, dilation: usize, pad: usize) -> Expr {
+    let p = iadd(imul(o.clone(), stride as i64), imul(k.clone(), dilation as i64));
+    e::sub(e::cast(ty, p), flit(ty, pad as f64))
+}
+
+/// The bilinear sample of `plane` (element offset of an `ih × iw` plane of `x`) at
+/// `(hy, wx)`, zero outside: a variable summing the in-bounds corners.
+fn sample(k: &mut KernelBuilder, ty: Ty, x: crate::kir::BufId, plane: Expr, s: &DeformShapes, hy: Expr, wx: Expr) -> Expr {
+    let y0 = k.let_(ty, e::un(UnOp::Floor, hy.clone()));
+    let x0 = k.let_(ty, e::un(UnOp::Floor, wx.clone()));
+    let fy = k.let_(ty, e::sub(hy, e::var(y0)));
+    let fx = k.let_(ty, e::sub(wx, e::var(x0)));
+    let one = || flit(ty, 1.0);
+    let v = k.let_(ty, zero(ty));
+    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let r = e::add(e::var(y0), flit(ty, dy as f64));
+        let c = e::add(e::var(x0), flit(ty, dx as f64));
+        let wy = if dy == 0 { e::sub(one(), e::var(fy)) } else { e::var(fy) };
+        let wxw = if dx == 0 { e::sub(one(), e::var(fx)) } else { e::var(fx) };
+        let inside = [
+            e::bin(BinOp::Ge, r.clone(), flit(ty, 0.0)),
+            e::bin(BinOp::Ge, c.clone(), flit(ty, 0.0)),
+            e::bin(BinOp::Lt, r.clone(), flit(ty, s.ih as f64)),
+            e::bin(BinOp::Lt, c.clone(), flit(ty, s.iw as f64)),
+        ]
+        .into_iter()
+        .reduce(|a, b| e::bin(BinOp::And, a, b))
+        .expect("four conditions");
+        k.if_(
+            inside,
+            |k| {
+                let at = iadd(plane.clone(), iadd(imul(e::cast(Ty::Index, r), s.iw as i64), e::cast(Ty::Index, c)));
+                let term = e::mul(e::mul(e::load(x, at), wy), wxw);
+                k.set(v, e::add(e::var(v), term));
+            },
+            |_| {},
+        );
+    }
+    e::var(v)
+}
