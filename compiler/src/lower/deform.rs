@@ -1,5 +1,7 @@
-//! Lowering of `DeformConv` (2-D): the direct conv loop nest of `lower/conv.rs`, with
-//! every kernel tap displaced by its learned offset and sampled bilinearly.
+//! Lowering of the conv-family ops with irregular taps: `DeformConv` and `Col2Im`.
+//!
+//! `DeformConv` (2-D) is the direct conv loop nest of `lower/conv.rs`, with every
+//! kernel tap displaced by its learned offset and sampled bilinearly.
 //!
 //! Loops run `(batch, group, out channel, oh, ow)` outside, so output elements are
 //! written in order, and `(in channel, kh, kw)` inside, accumulating in a variable.
@@ -8,12 +10,13 @@
 //! float → index casts sit inside that `If`, so no backend converts an out-of-range
 //! float.
 
-use super::linalg::{flit, input, mac, output, zero};
+use super::linalg::{flit, holds_exactly, input, mac, output, zero};
+use super::shape::util::konst_ints;
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::kir::build::{iadd, imul, linear, KernelBuilder};
 use crate::kir::{e, BinOp, Expr, Ty, UnOp};
-use crate::ops::conv::{DeformConv, DeformShapes};
+use crate::ops::conv::{Col2Im, DeformConv, DeformShapes};
 
 pub(super) fn lower(op: &DeformConv, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     let y = output(outs, 0)?;
@@ -107,4 +110,59 @@ fn sample(k: &mut KernelBuilder, ty: Ty, x: crate::kir::BufId, plane: Expr, s: &
         );
     }
     e::var(v)
+}
+
+/// `Col2Im` with constant `image_shape` and `block_shape` (a run-time image shape
+/// would make the output shape data-dependent): the output is zeroed, then every
+/// (batch, channel, block position, grid position) column element is added at the image
+/// position its window tap lands on, skipping taps in the padding. The loop order is
+/// the reference's, so float sums round identically when the output holds them exactly;
+/// narrower outputs would round every partial sum and are reported unsupported.
+pub(super) fn lower_col2im(op: &Col2Im, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    let y = output(outs, 0)?;
+    let x = input(ins, 0)?;
+    let ty = x.kty()?;
+    if !holds_exactly(y.ty.dtype, ty) {
+        return Err(OpError::unsupported(format!("Col2Im accumulating in {} tensors", y.ty.dtype)));
+    }
+    let image = konst_ints(ins, 1, "image_shape")?.ok_or_else(|| OpError::invalid("image_shape is required"))?;
+    let block = konst_ints(ins, 2, "block_shape")?.ok_or_else(|| OpError::invalid("block_shape is required"))?;
+    let (n, c, g, image) = op.shapes(x.shape(), &image, &block)?;
+    let (kn, l, sp) = (g.kernel.iter().product::<usize>(), g.grid.iter().product::<usize>(), image.iter().product::<usize>());
+    let mut k = cx.kernel("");
+    k.for_(y.len(), |k, i| k.store(y.buf, i, zero(ty)));
+    k.for_shape(&[n * c], |k, bc| {
+        let bc = &bc[0];
+        k.for_shape(&g.kernel, |k, ki| {
+            k.for_shape(&g.grid, |k, gi| {
+                let pos: Vec<Expr> = (0..image.len())
+                    .map(|a| {
+                        let p = iadd(imul(gi[a].clone(), g.strides[a] as i64), imul(ki[a].clone(), g.dilations[a] as i64));
+                        e::sub(p, e::idx(g.pad_head[a] as i64))
+                    })
+                    .collect();
+                let inside = pos
+                    .iter()
+                    .zip(&image)
+                    .flat_map(|(p, &d)| {
+                        let lo = (g.pad_head.iter().any(|&h| h > 0)).then(|| e::bin(BinOp::Ge, p.clone(), e::idx(0)));
+                        [lo, Some(e::bin(BinOp::Lt, p.clone(), e::idx(d as i64)))]
+                    })
+                    .flatten()
+                    .reduce(|a, b| e::bin(BinOp::And, a, b))
+                    .unwrap_or_else(|| e::bool(true));
+                let src = iadd(imul(iadd(imul(bc.clone(), kn as i64), linear(&g.kernel, ki)), l as i64), linear(&g.grid, gi));
+                k.if_(
+                    inside,
+                    |k| {
+                        let dst = iadd(imul(bc.clone(), sp as i64), linear(&image, &pos));
+                        k.store(y.buf, dst.clone(), e::add(e::load(y.buf, dst), e::load(x.buf, src)));
+                    },
+                    |_| {},
+                );
+            });
+        });
+    });
+    cx.emit(k.finish());
+    Ok(())
 }

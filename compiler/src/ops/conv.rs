@@ -582,7 +582,7 @@ impl Col2Im {
     }
 
     /// Input `[N, C * prod(block), L]` → (N, C, geometry over the block grid, image shape).
-    fn shapes(
+    pub fn shapes(
         &self,
         x: &[usize],
         image: &[i64],
