@@ -1,10 +1,11 @@
-//! Lowering of the control family: `If` with a run-time condition and `Scan` (opset 9+).
-//! `Loop` is not lowered: the conformance cases all have data-dependent trip counts.
+//! Lowering of the control family: `If`, `Loop` with a constant trip count and no early
+//! exit, and `Scan` (opset 9+).
 //!
 //! A body is lowered into the program like any graph, then its kernels are taken back
 //! and inlined into one kernel ([`control_body`](super::control_body)): under a
 //! `Stmt::If` for the branches of `If`, inside a KIR loop for `Scan`. Each iteration of
-//! a `Scan` copies its slice of every scan input into a scratch buffer the body reads,
+//! a `Loop` stores the iteration number, runs the body and writes its scan outputs
+//! at row `i`; each iteration of a `Scan` copies its slice of every scan input into a scratch buffer the body reads,
 //! runs the body, writes its scan outputs at their position in the node's outputs, and
 //! moves the new state into the state buffers through a second set of buffers, since a
 //! body may return its state inputs permuted.
@@ -13,9 +14,9 @@ use super::control_body::{copy_into, inline, Body};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::front::onnx::SubGraph;
-use crate::ir::TypeInfo;
+use crate::ir::{DType, TypeInfo};
 use crate::kir::build::{iadd, imul, KernelBuilder};
-use crate::kir::{e, BufId, Expr, Kernel};
+use crate::kir::{e, BufId, Expr, Kernel, Ty};
 use crate::ops::control::{ControlOp, Scan};
 use crate::ops::util::norm_axis;
 
@@ -24,6 +25,15 @@ pub fn lower(op: &ControlOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[
     match op {
         ControlOp::If { then_branch, else_branch } => {
             let cond = formal.first().and_then(Option::as_ref).ok_or_else(|| OpError::invalid("If needs a condition"))?;
+            // A constant condition: only the taken branch need make sense for these types.
+            if let Some(c) = &cond.konst {
+                let taken = if c.to_i64_vec().is_some_and(|v| v == [0]) { else_branch } else { then_branch };
+                let kernels = branch(op, taken, cx, captured, outs)?;
+                let mut k = cx.kernel("");
+                inline(&mut k, kernels);
+                cx.emit(k.finish());
+                return Ok(());
+            }
             let then = branch(op, then_branch, cx, captured, outs)?;
             let els = branch(op, else_branch, cx, captured, outs)?;
             let mut k = cx.kernel("");
@@ -31,7 +41,7 @@ pub fn lower(op: &ControlOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[
             cx.emit(k.finish());
             Ok(())
         }
-        ControlOp::Loop { .. } => Err(OpError::unsupported("code generation for Loop")),
+        ControlOp::Loop { body } => lower_loop(op, body, cx, formal, captured, outs),
         ControlOp::Scan(s) => lower_scan(op, s, cx, formal, captured, outs),
     }
 }
@@ -97,6 +107,82 @@ impl AxisView {
             }
         });
     }
+}
+
+/// `Loop` with a constant trip count `M`, and a condition that is absent or constant
+/// true both on entry and from the body: the iteration count is then known.
+fn lower_loop(op: &ControlOp, body: &SubGraph, cx: &mut LowerCx, formal: &[Option<Operand>], captured: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    let konst = |i: usize| formal.get(i).and_then(Option::as_ref).map(|o| o.konst.as_ref().and_then(|t| t.to_i64_vec()));
+    let trip = match konst(0) {
+        Some(Some(v)) if v.len() == 1 => v[0].max(0) as usize,
+        _ => return Err(OpError::unsupported("Loop without a constant trip count")),
+    };
+    let enters = match konst(1) {
+        None => true,
+        Some(Some(v)) => v.len() == 1 && v[0] != 0,
+        Some(None) => false,
+    };
+    if !enters {
+        return Err(OpError::unsupported("Loop with a run-time condition"));
+    }
+    if trip > 1 << 24 {
+        return Err(OpError::unsupported("Loop of more than 2^24 iterations"));
+    }
+    let carried: Vec<Operand> =
+        formal.iter().skip(2).map(|o| o.clone().ok_or_else(|| OpError::invalid("a loop-carried value is missing"))).collect::<Result<_, _>>()?;
+    let n = carried.len();
+    let scalar = |d| TypeInfo::new(d, vec![]);
+    let mut body_in: Vec<(TypeInfo, Option<&Operand>)> = vec![(scalar(DType::I64), None), (scalar(DType::Bool), None)];
+    body_in.extend(carried.iter().map(|t| (t.ty.clone(), None)));
+    body_in.extend(captures(op, body, captured)?);
+    let b = Body::new(body, &body_in)?;
+    if !b.output_is_true(0) {
+        return Err(OpError::unsupported("Loop whose body may end it early"));
+    }
+    let types = b.output_types()?;
+    if types.len() != 1 + outs.len() || outs.len() < n {
+        return Err(OpError::invalid("the Loop body's outputs do not match the node's"));
+    }
+    check_types(&types[1..1 + n], carried.iter().map(|t| Some(&t.ty)))?;
+    let want = types[1 + n..].iter().map(|t| TypeInfo::new(t.dtype, [vec![trip], t.shape.clone()].concat())).collect::<Vec<_>>();
+    check_types(&want, outs[n..].iter().map(|o| o.as_ref().map(|o| &o.ty)))?;
+    let iter = cx.scratch("iter", DType::I64, vec![]);
+    let cond = cx.scratch("cond", DType::Bool, vec![]);
+    let state: Vec<BufId> = carried.iter().map(|t| cx.scratch("state", t.ty.dtype, t.shape().to_vec())).collect();
+    let next: Vec<BufId> = carried.iter().map(|t| cx.scratch("next", t.ty.dtype, t.shape().to_vec())).collect();
+    let mut inputs = vec![iter, cond];
+    inputs.extend(&state);
+    for (_, o) in &body_in[2 + n..] {
+        inputs.push(o.map(|o| o.buf).ok_or_else(|| OpError::invalid("a capture is missing"))?);
+    }
+    let (kernels, body_outs) = b.lower(cx, &inputs)?;
+    let mut k = cx.kernel("");
+    k.store(cond, e::idx(0), e::bool(true));
+    for (t, &s) in carried.iter().zip(&state) {
+        copy_into(&mut k, t.buf, s, t.len());
+    }
+    k.for_(trip, |k, it| {
+        k.store(iter, e::idx(0), e::cast(Ty::I64, it.clone()));
+        inline(k, kernels);
+        for (out, &src) in outs[n..].iter().zip(&body_outs[1 + n..]) {
+            if let Some(out) = out {
+                AxisView::new(out.shape(), 0).copy(k, out.buf, src, &it, false);
+            }
+        }
+        for (t, (&src, &nx)) in carried.iter().zip(body_outs[1..].iter().zip(&next)) {
+            copy_into(k, src, nx, t.len());
+        }
+        for (t, (&nx, &s)) in carried.iter().zip(next.iter().zip(&state)) {
+            copy_into(k, nx, s, t.len());
+        }
+    });
+    for (out, &s) in outs[..n].iter().zip(&state) {
+        if let Some(out) = out {
+            copy_into(&mut k, s, out.buf, out.len());
+        }
+    }
+    cx.emit(k.finish());
+    Ok(())
 }
 
 fn lower_scan(op: &ControlOp, s: &Scan, cx: &mut LowerCx, formal: &[Option<Operand>], captured: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {

@@ -42,6 +42,12 @@ impl Body {
         g.outputs.iter().map(|&o| g.value(o).ty.clone().ok_or_else(|| OpError::unsupported("a body output without a static type"))).collect()
     }
 
+    /// True when output `k` is the constant `true` (a Loop body that never exits early).
+    pub fn output_is_true(&self, k: usize) -> bool {
+        let g = &self.graph;
+        g.outputs.get(k).and_then(|&o| g.value(o).constant.as_ref()).and_then(|t| t.to_i64_vec()).is_some_and(|v| v == [1])
+    }
+
     /// Lowers the body reading `inputs`; returns its kernels (removed from the
     /// program) and the buffers holding its outputs.
     pub fn lower(&self, cx: &mut LowerCx, inputs: &[BufId]) -> Result<(Vec<Kernel>, Vec<BufId>), OpError> {
