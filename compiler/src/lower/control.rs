@@ -10,11 +10,13 @@
 //! moves the new state into the state buffers through a second set of buffers, since a
 //! body may return its state inputs permuted.
 
+use std::sync::Arc;
+
 use super::control_body::{copy_into, inline, Body};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::front::onnx::SubGraph;
-use crate::ir::{DType, TypeInfo};
+use crate::ir::{DType, Tensor, TypeInfo};
 use crate::kir::build::{iadd, imul, KernelBuilder};
 use crate::kir::{e, BufId, Expr, Kernel, Ty};
 use crate::ops::control::{ControlOp, Scan};
@@ -132,7 +134,11 @@ fn lower_loop(op: &ControlOp, body: &SubGraph, cx: &mut LowerCx, formal: &[Optio
         formal.iter().skip(2).map(|o| o.clone().ok_or_else(|| OpError::invalid("a loop-carried value is missing"))).collect::<Result<_, _>>()?;
     let n = carried.len();
     let scalar = |d| TypeInfo::new(d, vec![]);
-    let mut body_in: Vec<(TypeInfo, Option<&Operand>)> = vec![(scalar(DType::I64), None), (scalar(DType::Bool), None)];
+    // The body sees its condition input as the constant true: it is true on entry, and
+    // if the body then returns a constant true, it is true on every iteration.
+    let cond = cx.scratch("cond", DType::Bool, vec![]);
+    let cond_in = Operand { buf: cond, ty: scalar(DType::Bool), konst: Some(Arc::new(Tensor::scalar(true))) };
+    let mut body_in: Vec<(TypeInfo, Option<&Operand>)> = vec![(scalar(DType::I64), None), (scalar(DType::Bool), Some(&cond_in))];
     body_in.extend(carried.iter().map(|t| (t.ty.clone(), None)));
     body_in.extend(captures(op, body, captured)?);
     let b = Body::new(body, &body_in)?;
@@ -147,7 +153,6 @@ fn lower_loop(op: &ControlOp, body: &SubGraph, cx: &mut LowerCx, formal: &[Optio
     let want = types[1 + n..].iter().map(|t| TypeInfo::new(t.dtype, [vec![trip], t.shape.clone()].concat())).collect::<Vec<_>>();
     check_types(&want, outs[n..].iter().map(|o| o.as_ref().map(|o| &o.ty)))?;
     let iter = cx.scratch("iter", DType::I64, vec![]);
-    let cond = cx.scratch("cond", DType::Bool, vec![]);
     let state: Vec<BufId> = carried.iter().map(|t| cx.scratch("state", t.ty.dtype, t.shape().to_vec())).collect();
     let next: Vec<BufId> = carried.iter().map(|t| cx.scratch("next", t.ty.dtype, t.shape().to_vec())).collect();
     let mut inputs = vec![iter, cond];
