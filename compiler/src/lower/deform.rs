@@ -166,3 +166,40 @@ pub(super) fn lower_col2im(op: &Col2Im, cx: &mut LowerCx, ins: &[Option<Operand>
     cx.emit(k.finish());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, Tensor, TypeInfo};
+    use crate::kir::{interp, BufKind, Program};
+    use crate::ops::conv::{AutoPad, ConvOp, WindowAttrs};
+    use crate::ops::Semantics;
+    use std::sync::Arc;
+
+    /// The conformance cases feed `image_shape` at run time (unsupported by design), so
+    /// Col2Im is checked here against the reference evaluator with constant shapes.
+    #[test]
+    fn col2im_matches_the_reference_with_padding_and_strides() {
+        let window =
+            WindowAttrs { auto_pad: AutoPad::NotSet, kernel_shape: None, strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1, 1, 1, 1], group: 1 };
+        let col = Col2Im { window };
+        let x = Tensor::from_vec(&[1, 8, 9], (0..72).map(|v| v as f32 * 0.5 - 3.0).collect::<Vec<f32>>());
+        let (image, block) = (Tensor::from_vec(&[2], vec![5i64, 5]), Tensor::from_vec(&[2], vec![2i64, 2]));
+        let want = ConvOp::Col2Im(col.clone()).eval(&[Some(&x), Some(&image), Some(&block)]).expect("evaluates");
+
+        let mut prog = Program::default();
+        let xb = prog.add_buffer("x", DType::F32, vec![1, 8, 9], BufKind::Input(0));
+        let konst = |prog: &mut Program, t: &Tensor| Operand {
+            buf: prog.add_buffer("c", DType::I64, vec![2], BufKind::Weight(Arc::new(t.clone()))),
+            ty: t.type_info(),
+            konst: Some(Arc::new(t.clone())),
+        };
+        let ins = vec![Some(Operand { buf: xb, ty: x.type_info(), konst: None }), Some(konst(&mut prog, &image)), Some(konst(&mut prog, &block))];
+        let yt = TypeInfo::new(DType::F32, vec![1, 2, 5, 5]);
+        let outs = vec![Some(Operand { buf: prog.add_buffer("y", DType::F32, yt.shape.clone(), BufKind::Output(0)), ty: yt, konst: None })];
+        let mut cx = LowerCx { prog: &mut prog, name: "col2im".into(), aliases: Vec::new() };
+        lower_col2im(&col, &mut cx, &ins, &outs).expect("lowers");
+        let got = interp::run(&prog, &[x]).expect("runs");
+        assert_eq!(got[0].to_f64_vec(), want[0].to_f64_vec());
+    }
+}
