@@ -1,5 +1,5 @@
 //! Lowering of the conv family: Conv, ConvInteger, QLinearConv and ConvTranspose
-//! (DeformConv and Col2Im are not lowered).
+//! (DeformConv and Col2Im live in `lower/deform.rs`).
 //!
 //! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
 //! outside, then either the output plane as accumulator with the output positions
@@ -51,7 +51,8 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
         }
         ConvOp::QLinearConv(a) => lower_qlinear_conv(a, cx, ins, y),
         ConvOp::ConvTranspose(t) => lower_conv_transpose(t, cx, ins, y),
-        ConvOp::DeformConv(_) | ConvOp::Col2Im(_) => Err(OpError::unsupported("code generation for this op")),
+        ConvOp::DeformConv(d) => super::deform::lower(d, cx, ins, outs),
+        ConvOp::Col2Im(c) => super::deform::lower_col2im(c, cx, ins, outs),
     }
 }
 

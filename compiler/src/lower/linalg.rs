@@ -1,5 +1,5 @@
-//! Lowering of the linalg family: MatMul, Gemm, MatMulInteger and Det (Einsum is not
-//! lowered yet).
+//! Lowering of the linalg family: MatMul, Gemm, MatMulInteger and Det (Einsum lives in
+//! `lower/einsum.rs`).
 //!
 //! Products are loop nests `(batch, i, k, j)` with `j` innermost, so the innermost loop
 //! walks a row of B and a row of the output contiguously. When the output buffer holds
@@ -44,9 +44,7 @@ pub fn lower(
             Ok(())
         }
         LinalgOp::Gemm(g) => lower_gemm(g, cx, ins, y),
-        // The typed Einsum keeps its terms private to `ops`; until it exposes its plan
-        // it is reported, not guessed.
-        LinalgOp::Einsum(_) => Err(OpError::unsupported("code generation for Einsum")),
+        LinalgOp::Einsum(e) => super::einsum::lower(e, cx, ins, outs),
         LinalgOp::Det => lower_det(cx, input(ins, 0)?, y),
     }
 }

@@ -10,7 +10,10 @@ pub mod copy;
 
 mod attention;
 mod control;
+mod control_body;
 mod conv;
+mod deform;
+mod einsum;
 mod elementwise;
 mod image;
 mod index;
@@ -124,6 +127,21 @@ pub fn lower(g: &Graph) -> Result<Program> {
         prog.kernels.push(copy::copy_kernel(&format!("output {k}"), src, dst, t.shape.iter().product()));
     }
     Ok(prog)
+}
+
+/// Lowers a typed body graph (If/Loop/Scan) into `prog`: its inputs read `inputs`,
+/// everything it computes gets a temporary, and the buffers holding its outputs are
+/// returned. Control-flow lowering takes the kernels this appends and nests them.
+fn lower_body(g: &Graph, prog: &mut Program, inputs: &[BufId]) -> Result<Vec<BufId>> {
+    if inputs.len() != g.inputs.len() {
+        return Err(Error::Internal(format!("a body takes {} inputs, {} given", g.inputs.len(), inputs.len())));
+    }
+    let mut bufs: HashMap<ValueId, BufId> = g.inputs.iter().copied().zip(inputs.iter().copied()).collect();
+    let order = g.topo_order().map_err(|n| Error::Internal(format!("cycle at node '{}'", g.node(n).name)))?;
+    for n in order {
+        lower_node(g, n, prog, &mut bufs, &HashMap::new())?;
+    }
+    g.outputs.iter().map(|&v| bufs.get(&v).copied().map_or_else(|| weight(g, v, prog, &mut bufs), Ok)).collect()
 }
 
 fn weight(g: &Graph, v: ValueId, prog: &mut Program, bufs: &mut HashMap<ValueId, BufId>) -> Result<BufId> {

@@ -100,13 +100,13 @@ impl ControlOp {
     }
 
     /// Number of formal (ONNX) inputs: the node's inputs after them are captures.
-    fn split<'a, T>(&self, inputs: &'a [T]) -> (&'a [T], &'a [T]) {
+    pub fn split<'a, T>(&self, inputs: &'a [T]) -> (&'a [T], &'a [T]) {
         let n = inputs.len() - self.captured_names().len().min(inputs.len());
         inputs.split_at(n)
     }
 
     /// The capture values a body needs, picked from the node's capture inputs.
-    fn body_captures<T: Clone>(&self, body: &SubGraph, captured: &[T]) -> Vec<T> {
+    pub fn body_captures<T: Clone>(&self, body: &SubGraph, captured: &[T]) -> Vec<T> {
         let all = self.captured_names();
         body.captures
             .iter()

@@ -9,6 +9,8 @@
 #[path = "conv_deform.rs"]
 mod deform;
 
+pub use deform::{DeformConv, Shapes as DeformShapes};
+
 use super::linalg::num::{expect_float, from_f64, from_i64, int_values, numel, strides as row_strides};
 use super::linalg::sub_zero_point;
 use super::util::{input, opt_input};
@@ -25,7 +27,7 @@ pub enum ConvOp {
     ConvInteger(WindowAttrs),
     /// Quantized conv: integer conv, then requantized with the output scale/zero point.
     QLinearConv(WindowAttrs),
-    DeformConv(deform::DeformConv),
+    DeformConv(DeformConv),
     Col2Im(Col2Im),
 }
 
@@ -580,7 +582,7 @@ impl Col2Im {
     }
 
     /// Input `[N, C * prod(block), L]` → (N, C, geometry over the block grid, image shape).
-    fn shapes(
+    pub fn shapes(
         &self,
         x: &[usize],
         image: &[i64],

@@ -15,18 +15,19 @@ pub struct DeformConv {
     offset_group: usize,
 }
 
-/// Resolved shapes: X `[N, C, H, W]`, W `[M, C/group, kh, kw]`, output `[N, M, oh, ow]`.
-struct Shapes {
-    n: usize,
-    c: usize,
-    m: usize,
-    ih: usize,
-    iw: usize,
-    k: [usize; 2],
-    s: [usize; 2],
-    d: [usize; 2],
-    p: [usize; 2],
-    o: [usize; 2],
+/// Resolved shapes: X `[N, C, H, W]`, W `[M, C/group, kh, kw]`, output `[N, M, oh, ow]`
+/// (kernel, strides, dilations, head pads and output extents per spatial axis).
+pub struct Shapes {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub ih: usize,
+    pub iw: usize,
+    pub k: [usize; 2],
+    pub s: [usize; 2],
+    pub d: [usize; 2],
+    pub p: [usize; 2],
+    pub o: [usize; 2],
 }
 
 impl DeformConv {
@@ -38,7 +39,16 @@ impl DeformConv {
         Ok(DeformConv { window: WindowAttrs::parse(ctx)?, offset_group: og as usize })
     }
 
-    fn shapes(&self, x: &[usize], w: &[usize], offset: &[usize]) -> Result<Shapes, OpError> {
+    pub fn group(&self) -> usize {
+        self.window.group
+    }
+
+    pub fn offset_group(&self) -> usize {
+        self.offset_group
+    }
+
+    /// The geometry for operands X, W and offset of these shapes (checked).
+    pub fn shapes(&self, x: &[usize], w: &[usize], offset: &[usize]) -> Result<Shapes, OpError> {
         let (n, c, sp) = split_nc("X", x)?;
         let (m, cw, wk) = split_nc("W", w)?;
         let &[ih, iw] = sp else {

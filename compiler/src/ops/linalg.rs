@@ -20,7 +20,7 @@ use num::{
     Vals,
 };
 
-pub use einsum::Einsum;
+pub use einsum::{Einsum, EinsumLabels};
 
 #[derive(Clone, Debug)]
 pub enum LinalgOp {

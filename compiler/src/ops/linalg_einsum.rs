@@ -84,7 +84,24 @@ struct Plan {
     sizes: Vec<(u32, usize)>,
 }
 
+/// What code generation needs of a planned Einsum (see [`Einsum::labels`]).
+pub struct EinsumLabels {
+    /// Per input, the label of each axis (ellipsis axes expanded).
+    pub axes: Vec<Vec<u32>>,
+    /// Every label with its size, the output labels first and in output order.
+    pub sizes: Vec<(u32, usize)>,
+    /// How many of `sizes` are output labels; the rest are summed over.
+    pub n_out: usize,
+}
+
 impl Einsum {
+    /// The labels of the equation applied to operands of `shapes`: the same plan
+    /// `eval` walks, exposed so lowering reproduces it exactly.
+    pub fn labels(&self, shapes: &[&[usize]]) -> Result<EinsumLabels, OpError> {
+        let p = self.plan(shapes)?;
+        Ok(EinsumLabels { n_out: p.out.len(), axes: p.axes, sizes: p.sizes })
+    }
+
     fn plan(&self, shapes: &[&[usize]]) -> Result<Plan, OpError> {
         if shapes.len() != self.inputs.len() {
             return Err(OpError::invalid(format!(
