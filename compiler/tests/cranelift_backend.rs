@@ -542,13 +542,13 @@ fn model_program(rows: usize, k: usize, cols: usize, idx: Vec<i64>) -> (Program,
     });
     p.kernels.push(kb.finish());
 
-    // A select whose unchosen operand would read out of bounds.
+    // A load that is in bounds only where its guard holds: KIR's `Select` evaluates
+    // both sides, so the guard is an `If` (the form lowerings must use).
     let mut kb = KernelBuilder::new("guarded");
     kb.for_(n, |kb, i| {
         let id = e::load(ids, i.clone());
         let ok = e::bin(BinOp::Lt, id.clone(), e::idx(3));
-        let at = e::select(ok.clone(), id, e::idx(1_000_000_000));
-        kb.store(guarded, i, e::select(ok, e::load(y, at), e::f32(-1.0)))
+        kb.if_(ok, |kb| kb.store(guarded, i.clone(), e::load(y, id.clone())), |kb| kb.store(guarded, i.clone(), e::f32(-1.0)));
     });
     p.kernels.push(kb.finish());
 
@@ -654,6 +654,7 @@ fn contiguous_f32_loops_are_vectorised() {
 /// contains it, `EDGEC_NODE_TARGET` (`cortex-a53`, `riscv64`, `riscv64-v`) runs them
 /// under QEMU instead of on the host.
 #[test]
+#[ignore = "about 2 minutes; CI runs the node tests per target through edgec-testsuite — run with --ignored"]
 fn onnx_node_tests_match_interpreter() {
     use edgec::passes::bind::ShapeBindings;
     let dir = std::env::var_os("EDGEC_NODE_DATA").map(PathBuf::from).or_else(|| {
