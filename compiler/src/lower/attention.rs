@@ -8,7 +8,11 @@
 //! outputs when requested, scratch otherwise), so the fused kernel reads one
 //! `[batch, kv_heads, total_seq, head]` tensor and never needs a conditional load.
 //!
-//! `RotaryEmbedding`, `LinearAttention` and `FlexAttention` are not lowered yet.
+//! `RotaryEmbedding` is one kernel: a copy of X (the features past `rotary_embedding_dim`
+//! pass through), then per token the cache row (from `position_ids`, bounds-checked) and
+//! the rotation of each pair.
+//!
+//! `LinearAttention` and `FlexAttention` are not lowered yet (clean `Unsupported`).
 
 use super::reduce::flit;
 use super::{LowerCx, Operand};
@@ -16,11 +20,12 @@ use crate::error::OpError;
 use crate::ir::DType;
 use crate::kir::build::{iadd, imul, linear, strided, strides, KernelBuilder};
 use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp};
-use crate::ops::attention::{AttGeom, Attention, AttentionOp, QkOutput};
+use crate::ops::attention::{AttGeom, Attention, AttentionOp, QkOutput, Rotary};
 
 pub fn lower(op: &AttentionOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     match op {
         AttentionOp::Attention(a) => attention(a, cx, ins, outs),
+        AttentionOp::RotaryEmbedding(r) => rotary(r, cx, ins, outs),
         _ => Err(OpError::unsupported("code generation for this op is not implemented yet")),
     }
 }
@@ -166,10 +171,10 @@ fn attention(a: &Attention, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
             kb.set(sum, e::add(e::var(sum), e::var(p)));
         });
         kb.for_(total, |kb, j| {
-            let p = e::div(e::load(row, j.clone()), e::var(sum));
-            kb.store(row, j.clone(), p.clone());
+            let p = kb.let_(ft, e::div(e::load(row, j.clone()), e::var(sum)));
+            kb.store(row, j.clone(), e::var(p));
             if let (Some(qk), QkOutput::Softmax) = (qk, a.qk_output()) {
-                kb.store(qk.buf, iadd(e::var(qk_base), j), p);
+                kb.store(qk.buf, iadd(e::var(qk_base), j), e::var(p));
             }
         });
 
@@ -226,4 +231,57 @@ fn present(cx: &mut LowerCx, g: &AttGeom, what: &str, new: &Operand, past: Optio
     });
     cx.emit(kb.finish());
     Ok(dst)
+}
+
+/// Error code of a runtime index out of range (`NAME_run` returns it).
+const ERR_INDEX_OUT_OF_RANGE: i32 = 6;
+
+fn rotary(r: &Rotary, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
+    let need = |i: usize| operand(ins, i).ok_or_else(|| OpError::invalid("RotaryEmbedding: missing X, cos_cache or sin_cache"));
+    let (x, cos, sin) = (need(0)?, need(1)?, need(2)?);
+    let pos = operand(ins, 3);
+    let g = r.geometry(x.shape(), cos.shape(), sin.shape(), pos.map(|p| p.shape()))?;
+    let y = operand(outs, 0).ok_or_else(|| OpError::invalid("RotaryEmbedding: missing output"))?;
+    let ft = if x.ty.dtype == DType::F64 { Ty::F64 } else { Ty::F32 };
+    let (xt, ct, st) = (x.kty()?, cos.kty()?, sin.kty()?);
+    let half = g.rot / 2;
+    let max_pos = cos.shape().first().copied().unwrap_or(0);
+    let mut kb = cx.kernel("");
+    kb.for_(x.len(), |kb, i| kb.store(y.buf, i.clone(), e::load(x.buf, i)));
+    kb.for_shape(&[g.batch, g.seq], |kb, ix| {
+        let (b, s) = (ix[0].clone(), ix[1].clone());
+        let cache_row = match pos {
+            Some(p) => {
+                let id = kb.let_(Ty::Index, e::cast(Ty::Index, e::load(p.buf, linear(&[g.batch, g.seq], ix))));
+                let bad = e::bin(BinOp::Or, e::bin(BinOp::Lt, e::var(id), e::idx(0)), e::bin(BinOp::Ge, e::var(id), e::idx(max_pos as i64)));
+                kb.if_(bad, |kb| kb.fail(ERR_INDEX_OUT_OF_RANGE), |_| {});
+                e::var(id)
+            }
+            None => linear(&[g.batch, g.seq], ix),
+        };
+        let cbase = kb.let_(Ty::Index, imul(cache_row, half as i64));
+        kb.for_(g.heads, |kb, h| {
+            let base = if g.heads_first {
+                linear(&[g.batch, g.heads, g.seq, g.head], &[b.clone(), h, s.clone(), e::idx(0)])
+            } else {
+                linear(&[g.batch, g.seq, g.heads, g.head], &[b.clone(), s.clone(), h, e::idx(0)])
+            };
+            let base = kb.let_(Ty::Index, base);
+            kb.for_(half, |kb, i| {
+                let c = kb.let_(ft, to_ft(e::load(cos.buf, iadd(e::var(cbase), i.clone())), ct, ft));
+                let sn = kb.let_(ft, to_ft(e::load(sin.buf, iadd(e::var(cbase), i.clone())), st, ft));
+                let (i1, i2) = if r.interleaved() {
+                    (iadd(e::var(base), imul(i.clone(), 2)), iadd(e::var(base), iadd(imul(i, 2), e::idx(1))))
+                } else {
+                    (iadd(e::var(base), i.clone()), iadd(e::var(base), iadd(i, e::idx(half as i64))))
+                };
+                let x1 = kb.let_(ft, to_ft(e::load(x.buf, i1.clone()), xt, ft));
+                let x2 = kb.let_(ft, to_ft(e::load(x.buf, i2.clone()), xt, ft));
+                kb.store(y.buf, i1, e::sub(e::mul(e::var(c), e::var(x1)), e::mul(e::var(sn), e::var(x2))));
+                kb.store(y.buf, i2, e::add(e::mul(e::var(sn), e::var(x1)), e::mul(e::var(c), e::var(x2))));
+            });
+        });
+    });
+    cx.emit(kb.finish());
+    Ok(())
 }

@@ -475,14 +475,14 @@ pub struct Rotary {
 }
 
 /// Sizes of one RotaryEmbedding call, in `[batch, seq, heads, head]` terms.
-struct RotGeom {
-    batch: usize,
-    seq: usize,
-    heads: usize,
-    head: usize,
-    rot: usize,
+pub(crate) struct RotGeom {
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    pub(crate) heads: usize,
+    pub(crate) head: usize,
+    pub(crate) rot: usize,
     /// The input is `[batch, heads, seq, head]` (else `[batch, seq, heads*head]`).
-    heads_first: bool,
+    pub(crate) heads_first: bool,
 }
 
 impl Rotary {
@@ -498,7 +498,12 @@ impl Rotary {
         })
     }
 
-    fn geometry(&self, x: &[usize], cos: &[usize], sin: &[usize], pos: Option<&[usize]>) -> Result<RotGeom, OpError> {
+    /// Pairs are (2i, 2i+1) rather than (i, i + dim/2).
+    pub fn interleaved(&self) -> bool {
+        self.interleaved
+    }
+
+    pub(crate) fn geometry(&self, x: &[usize], cos: &[usize], sin: &[usize], pos: Option<&[usize]>) -> Result<RotGeom, OpError> {
         let g = match *x {
             [b, h, s, d] => RotGeom { batch: b, seq: s, heads: h, head: d, rot: 0, heads_first: true },
             [b, s, hidden] => {
