@@ -116,21 +116,21 @@ const ATT_NONPAD: usize = 6;
 
 /// Every size of one Attention call, derived from the input shapes.
 #[derive(Clone, Copy, Debug)]
-struct AttGeom {
+pub(crate) struct AttGeom {
     /// Q/K/V are `[batch, seq, heads * head_size]` rather than `[batch, heads, seq, head_size]`.
-    packed: bool,
-    batch: usize,
-    q_heads: usize,
-    kv_heads: usize,
-    q_seq: usize,
-    kv_seq: usize,
-    past_seq: usize,
-    head_qk: usize,
-    head_v: usize,
+    pub(crate) packed: bool,
+    pub(crate) batch: usize,
+    pub(crate) q_heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) q_seq: usize,
+    pub(crate) kv_seq: usize,
+    pub(crate) past_seq: usize,
+    pub(crate) head_qk: usize,
+    pub(crate) head_v: usize,
 }
 
 impl AttGeom {
-    fn total_seq(&self) -> usize {
+    pub(crate) fn total_seq(&self) -> usize {
         self.past_seq + self.kv_seq
     }
     fn y_shape(&self) -> Vec<usize> {
@@ -149,6 +149,21 @@ impl AttGeom {
 }
 
 impl Attention {
+    pub fn is_causal(&self) -> bool {
+        self.is_causal
+    }
+    pub fn qk_output(&self) -> QkOutput {
+        self.qk_output
+    }
+    /// The `scale` attribute, `None` for the default `1 / sqrt(head size)`.
+    pub fn scale(&self) -> Option<f64> {
+        self.scale
+    }
+    /// The `softcap` attribute (0 when off).
+    pub fn softcap(&self) -> f64 {
+        self.softcap
+    }
+
     fn parse(ctx: &NodeCtx) -> Result<Attention, OpError> {
         let qk_output = match ctx.int_or("qk_matmul_output_mode", 0)? {
             0 | 1 => QkOutput::Scores,
@@ -168,7 +183,7 @@ impl Attention {
     }
 
     /// Checks the shapes of Q, K, V and the past cache, and derives every size.
-    fn geometry(&self, q: &[usize], k: &[usize], v: &[usize], past_k: Option<&[usize]>, past_v: Option<&[usize]>) -> Result<AttGeom, OpError> {
+    pub(crate) fn geometry(&self, q: &[usize], k: &[usize], v: &[usize], past_k: Option<&[usize]>, past_v: Option<&[usize]>) -> Result<AttGeom, OpError> {
         let bad = |why: &str| OpError::invalid(format!("Attention: {why} (Q {q:?}, K {k:?}, V {v:?})"));
         if q.len() != k.len() || q.len() != v.len() {
             return Err(bad("Q, K and V must have the same rank"));
@@ -460,14 +475,14 @@ pub struct Rotary {
 }
 
 /// Sizes of one RotaryEmbedding call, in `[batch, seq, heads, head]` terms.
-struct RotGeom {
-    batch: usize,
-    seq: usize,
-    heads: usize,
-    head: usize,
-    rot: usize,
+pub(crate) struct RotGeom {
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    pub(crate) heads: usize,
+    pub(crate) head: usize,
+    pub(crate) rot: usize,
     /// The input is `[batch, heads, seq, head]` (else `[batch, seq, heads*head]`).
-    heads_first: bool,
+    pub(crate) heads_first: bool,
 }
 
 impl Rotary {
@@ -483,7 +498,12 @@ impl Rotary {
         })
     }
 
-    fn geometry(&self, x: &[usize], cos: &[usize], sin: &[usize], pos: Option<&[usize]>) -> Result<RotGeom, OpError> {
+    /// Pairs are (2i, 2i+1) rather than (i, i + dim/2).
+    pub fn interleaved(&self) -> bool {
+        self.interleaved
+    }
+
+    pub(crate) fn geometry(&self, x: &[usize], cos: &[usize], sin: &[usize], pos: Option<&[usize]>) -> Result<RotGeom, OpError> {
         let g = match *x {
             [b, h, s, d] => RotGeom { batch: b, seq: s, heads: h, head: d, rot: 0, heads_first: true },
             [b, s, hidden] => {

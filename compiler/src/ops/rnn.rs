@@ -57,7 +57,7 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn gates(self) -> usize {
+    pub fn gates(self) -> usize {
         match self {
             Cell::Rnn => 1,
             Cell::Gru { .. } => 3,
@@ -173,12 +173,12 @@ const IN_P: usize = 7;
 
 /// Sizes of one call.
 #[derive(Clone, Copy, Debug)]
-struct RnnGeom {
-    seq: usize,
-    batch: usize,
-    input: usize,
-    hidden: usize,
-    dirs: usize,
+pub(crate) struct RnnGeom {
+    pub(crate) seq: usize,
+    pub(crate) batch: usize,
+    pub(crate) input: usize,
+    pub(crate) hidden: usize,
+    pub(crate) dirs: usize,
 }
 
 impl Recurrent {
@@ -230,8 +230,27 @@ impl Recurrent {
         Ok(Recurrent { cell, direction, activations, clip, hidden_size, batch_major })
     }
 
+    pub fn cell(&self) -> Cell {
+        self.cell
+    }
+    /// Whether direction slot `d` walks the sequence backwards.
+    pub fn reversed(&self, d: usize) -> bool {
+        self.direction.reversed(d)
+    }
+    /// `activations()[d]`: the functions of direction `d`.
+    pub fn activations(&self) -> &[Vec<Act>] {
+        &self.activations
+    }
+    pub fn clip(&self) -> Option<f64> {
+        self.clip
+    }
+    /// Layout 1: batch-major X, Y and states.
+    pub fn batch_major(&self) -> bool {
+        self.batch_major
+    }
+
     /// Checks every input shape and derives the sizes.
-    fn geometry(&self, shapes: &[Option<&[usize]>]) -> Result<RnnGeom, OpError> {
+    pub(crate) fn geometry(&self, shapes: &[Option<&[usize]>]) -> Result<RnnGeom, OpError> {
         let get = |i: usize| shapes.get(i).copied().flatten();
         let bad = |why: String| OpError::invalid(format!("{:?}: {why}", self.cell));
         let (Some(x), Some(w), Some(r)) = (get(0), get(1), get(2)) else {
