@@ -6,9 +6,9 @@
 //! GRU's reset gate), then the cell writes the new hidden state into a third row, which
 //! is copied back once every gate has read the old one.
 //!
-//! `sequence_lens` is supported only as a constant equal to the full length everywhere
-//! (runtime lengths would make the reversed walk data-dependent); `CausalConvWithState`
-//! is not lowered yet.
+//! Runtime `sequence_lens` (checked to lie in `0..=seq`, else `Fail(6)`) guard each
+//! step with `s < len`; Y is zeroed first so the skipped steps read 0 as in the
+//! evaluator. `CausalConvWithState` is not lowered yet.
 
 use super::reduce::flit;
 use super::{LowerCx, Operand};
@@ -30,6 +30,9 @@ const IN_SEQ_LENS: usize = 4;
 const IN_H0: usize = 5;
 const IN_C0: usize = 6;
 const IN_P: usize = 7;
+
+/// Error code of a runtime index out of range (`NAME_run` returns it).
+const ERR_INDEX_OUT_OF_RANGE: i32 = 6;
 
 fn operand(ops: &[Option<Operand>], i: usize) -> Option<&Operand> {
     ops.get(i).and_then(|o| o.as_ref())
@@ -57,12 +60,7 @@ fn act(a: Act, ft: Ty, x: Expr) -> Expr {
 fn recurrent(r: &Recurrent, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     let shapes: Vec<Option<&[usize]>> = (0..8).map(|i| operand(ins, i).map(|o| o.shape())).collect();
     let g = r.geometry(&shapes)?;
-    if let Some(sl) = operand(ins, IN_SEQ_LENS) {
-        let full = sl.konst.as_ref().and_then(|t| t.to_i64_vec()).is_some_and(|v| v.iter().all(|&l| l == g.seq as i64));
-        if !full {
-            return Err(OpError::unsupported("recurrent sequence_lens other than a constant full length"));
-        }
-    }
+    let seq_lens = operand(ins, IN_SEQ_LENS);
     let need = |i: usize| operand(ins, i).ok_or_else(|| OpError::invalid("recurrent op: missing X, W or R"));
     let (x, w, rr) = (need(0)?, need(1)?, need(2)?);
     let ft = if x.ty.dtype == DType::F64 { Ty::F64 } else { Ty::F32 };
@@ -90,6 +88,10 @@ fn recurrent(r: &Recurrent, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
     };
     let bm = r.batch_major();
     let mut kb = cx.kernel("");
+    if let (Some(yo), Some(_)) = (y, seq_lens) {
+        // Steps past a batch entry's length are never written: they stay zero.
+        kb.for_(yo.len(), |kb, i| kb.store(yo.buf, i, flit(ft, 0.0)));
+    }
     for d in 0..g.dirs {
         let acts = &r.activations()[d];
         kb.for_(g.batch, |kb, b| {
@@ -108,40 +110,51 @@ fn recurrent(r: &Recurrent, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
             };
             init(kb, h, h0);
             init(kb, c, c0);
+            let len = match seq_lens {
+                Some(sl) => {
+                    let len = kb.let_(Ty::Index, e::cast(Ty::Index, e::load(sl.buf, b.clone())));
+                    let bad = e::bin(BinOp::Or, e::bin(BinOp::Lt, e::var(len), e::idx(0)), e::bin(BinOp::Gt, e::var(len), e::idx(g.seq as i64)));
+                    kb.if_(bad, |kb| kb.fail(ERR_INDEX_OUT_OF_RANGE), |_| {});
+                    e::var(len)
+                }
+                None => e::idx(g.seq as i64),
+            };
             kb.for_(g.seq, |kb, s| {
-                let t = if r.reversed(d) { e::sub(e::idx(g.seq as i64 - 1), s) } else { s };
-                let t = kb.let_(Ty::Index, t);
-                let xrow = if bm { iadd(imul(b.clone(), g.seq as i64), e::var(t)) } else { iadd(imul(e::var(t), g.batch as i64), b.clone()) };
-                let xbase = kb.let_(Ty::Index, imul(xrow, inp as i64));
-                // Gate pre-activations, biases included.
-                kb.for_(gates * hid, |kb, k| {
-                    let acc = kb.let_(ft, flit(ft, 0.0));
-                    let wbase = kb.let_(Ty::Index, iadd(e::idx((d * gates * hid * inp) as i64), imul(k.clone(), inp as i64)));
-                    kb.for_(inp, |kb, i| {
-                        let wv = ld(w, iadd(e::var(wbase), i.clone())).unwrap_or(flit(ft, 0.0));
-                        let xv = ld(x, iadd(e::var(xbase), i)).unwrap_or(flit(ft, 0.0));
-                        kb.set(acc, e::fma(wv, xv, e::var(acc)));
+                // Runtime lengths: steps `s >= len` are skipped; a reversed walk starts at `len - 1`.
+                let step = |kb: &mut KernelBuilder| {
+                    let t = if r.reversed(d) { e::sub(e::sub(len.clone(), e::idx(1)), s.clone()) } else { s.clone() };
+                    let t = kb.let_(Ty::Index, t);
+                    let xrow = if bm { iadd(imul(b.clone(), g.seq as i64), e::var(t)) } else { iadd(imul(e::var(t), g.batch as i64), b.clone()) };
+                    let xbase = kb.let_(Ty::Index, imul(xrow, inp as i64));
+                    // Gate pre-activations, biases included.
+                    kb.for_(gates * hid, |kb, k| {
+                        let acc = kb.let_(ft, flit(ft, 0.0));
+                        let wbase = kb.let_(Ty::Index, iadd(e::idx((d * gates * hid * inp) as i64), imul(k.clone(), inp as i64)));
+                        kb.for_(inp, |kb, i| {
+                            let wv = ld(w, iadd(e::var(wbase), i.clone())).unwrap_or(flit(ft, 0.0));
+                            let xv = ld(x, iadd(e::var(xbase), i)).unwrap_or(flit(ft, 0.0));
+                            kb.set(acc, e::fma(wv, xv, e::var(acc)));
+                        });
+                        if let Some(bo) = bias {
+                            let bv = ld(bo, iadd(e::idx((d * 2 * gates * hid) as i64), k.clone())).unwrap_or(flit(ft, 0.0));
+                            kb.set(acc, e::add(e::var(acc), bv));
+                        }
+                        kb.store(wx, k.clone(), e::var(acc));
+                        let acc = kb.let_(ft, flit(ft, 0.0));
+                        let rbase = kb.let_(Ty::Index, iadd(e::idx((d * gates * hid * hid) as i64), imul(k.clone(), hid as i64)));
+                        kb.for_(hid, |kb, i| {
+                            let rv = ld(rr, iadd(e::var(rbase), i.clone())).unwrap_or(flit(ft, 0.0));
+                            kb.set(acc, e::fma(rv, e::load(h, i), e::var(acc)));
+                        });
+                        if let Some(bo) = bias {
+                            let bv = ld(bo, iadd(e::idx((d * 2 * gates * hid + gates * hid) as i64), k.clone())).unwrap_or(flit(ft, 0.0));
+                            kb.set(acc, e::add(e::var(acc), bv));
+                        }
+                        kb.store(rh, k, e::var(acc));
                     });
-                    if let Some(bo) = bias {
-                        let bv = ld(bo, iadd(e::idx((d * 2 * gates * hid) as i64), k.clone())).unwrap_or(flit(ft, 0.0));
-                        kb.set(acc, e::add(e::var(acc), bv));
-                    }
-                    kb.store(wx, k.clone(), e::var(acc));
-                    let acc = kb.let_(ft, flit(ft, 0.0));
-                    let rbase = kb.let_(Ty::Index, iadd(e::idx((d * gates * hid * hid) as i64), imul(k.clone(), hid as i64)));
-                    kb.for_(hid, |kb, i| {
-                        let rv = ld(rr, iadd(e::var(rbase), i.clone())).unwrap_or(flit(ft, 0.0));
-                        kb.set(acc, e::fma(rv, e::load(h, i), e::var(acc)));
-                    });
-                    if let Some(bo) = bias {
-                        let bv = ld(bo, iadd(e::idx((d * 2 * gates * hid + gates * hid) as i64), k.clone())).unwrap_or(flit(ft, 0.0));
-                        kb.set(acc, e::add(e::var(acc), bv));
-                    }
-                    kb.store(rh, k, e::var(acc));
-                });
-                let pre = |gate: usize, j: &Expr| {
-                    let at = iadd(e::idx((gate * hid) as i64), j.clone());
-                    e::add(e::load(wx, at.clone()), e::load(rh, at))
+                    let pre = |gate: usize, j: &Expr| {
+                        let at = iadd(e::idx((gate * hid) as i64), j.clone());
+                        e::add(e::load(wx, at.clone()), e::load(rh, at))
                 };
                 match r.cell() {
                     Cell::Rnn => kb.for_(hid, |kb, j| kb.store(hn, j.clone(), act(acts[0], ft, clip(pre(0, &j))))),
@@ -203,6 +216,12 @@ fn recurrent(r: &Recurrent, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
                         kb.store(yo.buf, iadd(e::var(ybase), j), v);
                     }
                 });
+                };
+                if seq_lens.is_some() {
+                    kb.if_(e::bin(BinOp::Lt, s.clone(), len.clone()), |kb| step(kb), |_| {});
+                } else {
+                    step(kb);
+                }
             });
             for (out, src) in [(yh, h), (yc, c)] {
                 if let Some(o) = out {
