@@ -20,7 +20,6 @@ pub fn verify(model_path: &Path, target: &str, test_data: &[PathBuf], bindings: 
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
-    let graph = prepare(model.graph, bindings)?;
     let sets = if test_data.is_empty() {
         data_sets(model_path.parent().unwrap_or(Path::new(".")))
     } else {
@@ -35,35 +34,70 @@ pub fn verify(model_path: &Path, target: &str, test_data: &[PathBuf], bindings: 
     }
     let mut data = Vec::new();
     for set in &sets {
-        data.push((read_numbered(set, "input")?, read_numbered(set, "output")?));
+        let inputs = read_numbered(set, "input")?;
+        if inputs.len() != model.graph.inputs.len() {
+            bail!("{}: {} inputs, but the model has {}", set.display(), inputs.len(), model.graph.inputs.len());
+        }
+        data.push((inputs, read_numbered(set, "output")?));
     }
-    let mut results: Vec<Vec<edgec::ir::Tensor>> = Vec::new();
-    match toolchain {
-        None => {
-            for (inputs, _) in &data {
-                results.push(edgec::eval::run(&graph, inputs)?);
+    // Dimensions the user left open take the test data's shapes; sets of different
+    // shapes (a KV cache at two lengths, say) are compiled once per shape.
+    let mut groups: Vec<(Bindings, Vec<usize>)> = Vec::new();
+    for (k, (inputs, _)) in data.iter().enumerate() {
+        let b = bindings.completed_from(&model.graph, inputs);
+        match groups.iter_mut().find(|(g, _)| *g == b) {
+            Some((_, members)) => members.push(k),
+            None => groups.push((b, vec![k])),
+        }
+    }
+    let mut results: Vec<Option<Vec<edgec::ir::Tensor>>> = vec![None; sets.len()];
+    let mut output_names = Vec::new();
+    for (b, members) in &groups {
+        let graph = prepare(model.graph.clone(), b)?;
+        output_names = graph.outputs.iter().map(|&id| graph.value(id).name.clone()).collect();
+        for &k in members {
+            for (i, (&id, t)) in graph.inputs.iter().zip(&data[k].0).enumerate() {
+                let v = graph.value(id);
+                let want = v.ty.as_ref().map(|ty| (ty.dtype, ty.shape.clone()));
+                if want.as_ref() != Some(&(t.dtype(), t.shape().to_vec())) {
+                    bail!(
+                        "{}: input {i} '{}' is {} {:?}, but the model was compiled for {}; fix the shape with --dim/--input-shape or the data",
+                        sets[k].display(),
+                        v.name,
+                        t.dtype(),
+                        t.shape(),
+                        want.map(|(d, s)| format!("{d} {s:?}")).unwrap_or_else(|| "an untyped input".into())
+                    );
+                }
             }
         }
-        Some(tc) => {
-            let target = edgec::targets::find(tc.target).ok_or_else(|| anyhow::anyhow!("no target {}", tc.target))?;
-            let opts = CompileOptions { name: "model", target, code: tc.code, embed_weights: false };
-            let artifacts = edgec::emit::compile(&graph, ops_before, &opts)?;
-            let job = Job { artifacts, sets: data.iter().map(|(i, _)| i.clone()).collect() };
-            let dir = tempfile::tempdir()?;
-            let ran = match run_batch(tc, std::slice::from_ref(&job), dir.path()) {
-                Ok(r) => r,
-                Err(e @ ToolError::Missing(_)) | Err(e @ ToolError::Failed(_)) => {
-                    eprintln!("error: {e}");
-                    return Ok(4);
+        match toolchain {
+            None => {
+                for &k in members {
+                    results[k] = Some(edgec::eval::run(&graph, &data[k].0)?);
                 }
-            };
-            for (set, r) in sets.iter().zip(ran.into_iter().flatten()) {
-                match r {
-                    SetResult::Outputs(o) => results.push(o),
-                    SetResult::Code(c) => bail!("{}: model_run returned error code {c}", set.display()),
-                    SetResult::Error(why) => {
-                        eprintln!("error: {}: {why}", set.display());
+            }
+            Some(tc) => {
+                let target = edgec::targets::find(tc.target).ok_or_else(|| anyhow::anyhow!("no target {}", tc.target))?;
+                let opts = CompileOptions { name: "model", target, code: tc.code, embed_weights: false };
+                let artifacts = edgec::emit::compile(&graph, ops_before, &opts)?;
+                let job = Job { artifacts, sets: members.iter().map(|&k| data[k].0.clone()).collect() };
+                let dir = tempfile::tempdir()?;
+                let ran = match run_batch(tc, std::slice::from_ref(&job), dir.path()) {
+                    Ok(r) => r,
+                    Err(e @ ToolError::Missing(_)) | Err(e @ ToolError::Failed(_)) => {
+                        eprintln!("error: {e}");
                         return Ok(4);
+                    }
+                };
+                for (&k, r) in members.iter().zip(ran.into_iter().flatten()) {
+                    match r {
+                        SetResult::Outputs(o) => results[k] = Some(o),
+                        SetResult::Code(c) => bail!("{}: model_run returned error code {c}", sets[k].display()),
+                        SetResult::Error(why) => {
+                            eprintln!("error: {}: {why}", sets[k].display());
+                            return Ok(4);
+                        }
                     }
                 }
             }
@@ -71,12 +105,12 @@ pub fn verify(model_path: &Path, target: &str, test_data: &[PathBuf], bindings: 
     }
     let mut all_ok = true;
     for ((set, (_, expected)), outputs) in sets.iter().zip(&data).zip(&results) {
+        let Some(outputs) = outputs else { bail!("{}: the generated code produced no result", set.display()) };
         if outputs.len() != expected.len() {
             bail!("{}: the model has {} outputs, the data {}", set.display(), outputs.len(), expected.len());
         }
         println!("{}:", set.display());
-        for ((got, want), &id) in outputs.iter().zip(expected).zip(&graph.outputs) {
-            let name = &graph.value(id).name;
+        for ((got, want), name) in outputs.iter().zip(expected).zip(&output_names) {
             match compare(got, want, CONTRACT) {
                 Ok((abs, rel)) => println!("  {name}: ok (max abs error {abs:.3e}, max rel error {rel:.3e})"),
                 Err(why) => {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Error, Result};
 use crate::ir::{DimSpec, Graph, TypeInfo};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShapeBindings {
     pub dims: BTreeMap<String, usize>,
     pub input_shapes: BTreeMap<String, Vec<usize>>,
@@ -92,4 +92,33 @@ pub fn bind(g: &mut Graph, b: &ShapeBindings) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl ShapeBindings {
+    /// These bindings completed from a set of concrete inputs (test data): every graph
+    /// input with a dimension the user left open takes the data's shape. `verify` uses
+    /// it so a model with symbolic dimensions runs at the shapes of its test data; what
+    /// the user fixed with `--dim`/`--input-shape` stays, and a conflict with the data
+    /// is reported when the data is checked against the compiled shapes.
+    pub fn completed_from(&self, g: &Graph, inputs: &[crate::ir::Tensor]) -> ShapeBindings {
+        let mut b = self.clone();
+        for (&id, t) in g.inputs.iter().zip(inputs) {
+            let v = g.value(id);
+            if b.input_shapes.contains_key(&v.name) {
+                continue;
+            }
+            let open = match v.declared.as_ref().and_then(|d| d.dims.as_ref()) {
+                None => true,
+                Some(dims) => dims.iter().any(|d| match d {
+                    DimSpec::Fixed(_) => false,
+                    DimSpec::Symbol(s) => !b.dims.contains_key(s),
+                    DimSpec::Unknown => true,
+                }),
+            };
+            if open {
+                b.input_shapes.insert(v.name.clone(), t.shape().to_vec());
+            }
+        }
+        b
+    }
 }
