@@ -1,5 +1,6 @@
 //! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
 
+mod bench;
 mod compiled;
 mod node_tests;
 mod specialize;
@@ -17,6 +18,9 @@ struct Cli {
 enum Cmd {
     /// Runs the ONNX backend node tests (onnx==1.22.0's onnx/backend/test/data/node).
     OnnxNode(node_tests::Args),
+    /// Counts guest instructions per inference of the reference models under QEMU
+    /// (deterministic; docs/benchmarks.md).
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,6 +28,10 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::OnnxNode(args) => {
             let ok = node_tests::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::Bench(args) => {
+            let ok = bench::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

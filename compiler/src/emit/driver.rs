@@ -6,13 +6,14 @@
 //! Files in the batch directory, per model `NAME` and data set `s`:
 //! `NAME.weights`, `NAME.s{s}.in{k}` (inputs), `NAME.s{s}.out{k}` (outputs, written by
 //! the driver), in the little-endian form of [`super::bytes`]. The driver prints one
-//! line `NAME s CODE` per run.
+//! line `NAME s CODE` per run, and calls the markers [`MARK_BEGIN`] / [`MARK_END`]
+//! right around each `NAME_run`, which the instruction counter (emit/icount.rs) keys on.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::bytes::{from_le_bytes, to_le_bytes};
-use super::toolchain::{ToolError, Toolchain};
+use super::toolchain::{RunConfig, ToolError, Toolchain};
 use super::Artifacts;
 use crate::ir::Tensor;
 
@@ -33,6 +34,18 @@ pub enum SetResult {
     Error(String),
 }
 
+/// The driver's marker functions: empty, but never inlined or dropped (the `asm`
+/// makes them impure), so each inference runs between their first instructions.
+pub const MARK_BEGIN: &str = "edgec_bench_begin";
+pub const MARK_END: &str = "edgec_bench_end";
+
+/// What a counted run adds to a batch: flags for linking the driver, and the
+/// emulator arguments, which depend on the linked binary's addresses.
+pub struct Instrument<'a> {
+    pub link_flags: &'a [&'a str],
+    pub run_config: &'a dyn Fn(&Path) -> Result<RunConfig, ToolError>,
+}
+
 /// The driver's C source for `jobs`.
 pub fn driver_source(jobs: &[Job]) -> String {
     let mut s = String::from(
@@ -42,6 +55,12 @@ pub fn driver_source(jobs: &[Job]) -> String {
     for j in jobs {
         let _ = writeln!(s, "#include \"{}.h\"", j.artifacts.name);
     }
+    let _ = write!(
+        s,
+        "\nvoid {MARK_BEGIN}(void);\nvoid {MARK_END}(void);\n\
+__attribute__((noinline)) void {MARK_BEGIN}(void) {{ __asm__ volatile(\"\"); }}\n\
+__attribute__((noinline)) void {MARK_END}(void) {{ __asm__ volatile(\"\"); }}\n"
+    );
     s.push_str(
         "\nstatic const char *dir;\n\n\
 static void *load(const char *file, size_t size, int *ok)\n{\n\
@@ -77,7 +96,7 @@ int main(int argc, char **argv)\n{\n    char file[512];\n    int ok = 1;\n    if
             let size = t.shape.iter().product::<usize>() * t.dtype.size();
             let _ = writeln!(s, "            out[{k}] = calloc({}u, 1);", size.max(1));
         }
-        let _ = writeln!(s, "            rc = {n}_run(weights, arena, in, out);\n            printf(\"{n} %d %d\\n\", set, rc);");
+        let _ = writeln!(s, "            {MARK_BEGIN}();\n            rc = {n}_run(weights, arena, in, out);\n            {MARK_END}();\n            printf(\"{n} %d %d\\n\", set, rc);");
         for (k, t) in a.outputs.iter().enumerate() {
             let size = t.shape.iter().product::<usize>() * t.dtype.size();
             let _ = writeln!(s, "            sprintf(file, \"{n}.s%d.out{k}\", set);\n            if (rc == 0) save(file, out[{k}], {size}u);\n            free(out[{k}]);");
@@ -103,6 +122,16 @@ fn io(e: std::io::Error) -> ToolError {
 /// When the batch does not build, each job is built alone, so one bad model fails
 /// only itself. A missing tool is an error for the whole batch.
 pub fn run_batch(tc: &Toolchain, jobs: &[Job], dir: &Path) -> Result<Vec<Vec<SetResult>>, ToolError> {
+    run_batch_with(tc, jobs, dir, None)
+}
+
+/// [`run_batch`], optionally instrumented (the instruction counter).
+pub fn run_batch_with(
+    tc: &Toolchain,
+    jobs: &[Job],
+    dir: &Path,
+    instrument: Option<&Instrument>,
+) -> Result<Vec<Vec<SetResult>>, ToolError> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut sources: Vec<PathBuf> = Vec::new();
     for j in jobs {
@@ -124,7 +153,7 @@ pub fn run_batch(tc: &Toolchain, jobs: &[Job], dir: &Path) -> Result<Vec<Vec<Set
     std::fs::write(&driver, driver_source(jobs)).map_err(io)?;
     sources.insert(0, driver);
     let exe = dir.join("driver");
-    match tc.build(&sources, dir, &exe) {
+    match tc.build_with(&sources, dir, &exe, instrument.map_or(&[], |i| i.link_flags)) {
         Ok(()) => {}
         Err(ToolError::Failed(why)) if jobs.len() == 1 => {
             return Ok(vec![(0..jobs[0].sets.len()).map(|_| SetResult::Error(why.clone())).collect()]);
@@ -133,13 +162,18 @@ pub fn run_batch(tc: &Toolchain, jobs: &[Job], dir: &Path) -> Result<Vec<Vec<Set
             let mut all = Vec::new();
             for (i, j) in jobs.iter().enumerate() {
                 let one = j.clone();
-                all.extend(run_batch(tc, std::slice::from_ref(&one), &dir.join(format!("single{i}")))?);
+                all.extend(run_batch_with(tc, std::slice::from_ref(&one), &dir.join(format!("single{i}")), instrument)?);
             }
             return Ok(all);
         }
         Err(e) => return Err(e),
     }
-    let stdout = match tc.run(&exe, &[dir]) {
+    let ran = match instrument {
+        None => tc.run(&exe, &[dir]),
+        // The driver runs in `dir` (RunConfig::deterministic), so its argument is ".".
+        Some(i) => (i.run_config)(&exe).and_then(|cfg| tc.run_with(&exe, &[Path::new(".")], &cfg)),
+    };
+    let stdout = match ran {
         Ok(s) => s,
         Err(ToolError::Failed(why)) => String::from("\n") + &why,
         Err(e) => return Err(e),

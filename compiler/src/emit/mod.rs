@@ -11,6 +11,7 @@ pub mod blob;
 pub mod bytes;
 pub mod driver;
 pub mod header;
+pub mod icount;
 pub mod manifest;
 pub mod toolchain;
 pub mod write;

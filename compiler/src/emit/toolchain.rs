@@ -59,6 +59,14 @@ pub const TOOLCHAINS: &[Toolchain] = &[
         cflags: HOST_FLAGS,
         run_prefix: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu"],
     },
+    Toolchain {
+        name: "riscv64-v",
+        target: "riscv64-v",
+        code: CodeKind::Object,
+        cc: "riscv64-linux-gnu-gcc",
+        cflags: HOST_FLAGS,
+        run_prefix: &["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu", "-cpu", "rv64,v=true,vlen=128"],
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Toolchain> {
@@ -75,6 +83,27 @@ pub enum ToolError {
     Failed(String),
 }
 
+/// How to run a built binary beyond the toolchain's own prefix: the instruction
+/// counter (emit/icount.rs) adds its plugin and needs a fixed environment and argv.
+#[derive(Clone, Debug, Default)]
+pub struct RunConfig {
+    /// Inserted right after the emulator's name, before the prefix's own arguments
+    /// (`-plugin ...`; `-icount shift=0` in system mode).
+    pub emulator_args: Vec<String>,
+    /// Run with an empty environment (`env -i`), in the binary's directory, as
+    /// `./NAME`, so the guest sees the same stack every time.
+    pub deterministic: bool,
+}
+
+/// `prog` as found on PATH (a cleared environment has no PATH to search).
+fn which(prog: &str) -> Result<PathBuf, ToolError> {
+    if prog.contains('/') {
+        return Ok(PathBuf::from(prog));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file()).ok_or_else(|| ToolError::Missing(prog.into()))
+}
+
 fn spawn(cmd: &mut Command) -> Result<std::process::Output, ToolError> {
     let prog = cmd.get_program().to_string_lossy().to_string();
     cmd.output().map_err(|e| match e.kind() {
@@ -86,7 +115,14 @@ fn spawn(cmd: &mut Command) -> Result<std::process::Output, ToolError> {
 impl Toolchain {
     /// Compiles and links `inputs` (C sources and objects) into `exe`.
     pub fn build(&self, inputs: &[PathBuf], include: &Path, exe: &Path) -> Result<(), ToolError> {
-        let out = spawn(Command::new(self.cc).args(self.cflags).arg("-I").arg(include).args(inputs).arg("-o").arg(exe))?;
+        self.build_with(inputs, include, exe, &[])
+    }
+
+    /// [`Self::build`] with extra compiler/linker flags (`-no-pie` for counted runs).
+    pub fn build_with(&self, inputs: &[PathBuf], include: &Path, exe: &Path, extra: &[&str]) -> Result<(), ToolError> {
+        let mut cmd = Command::new(self.cc);
+        cmd.args(self.cflags).args(extra).arg("-I").arg(include).args(inputs).arg("-o").arg(exe);
+        let out = spawn(&mut cmd)?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err: String = err.chars().take(4000).collect();
@@ -97,14 +133,26 @@ impl Toolchain {
 
     /// Runs `exe args...` (under the emulator, if any); returns its stdout.
     pub fn run(&self, exe: &Path, args: &[&Path]) -> Result<String, ToolError> {
+        self.run_with(exe, args, &RunConfig::default())
+    }
+
+    /// [`Self::run`] with emulator arguments and, if asked, a fixed environment and argv.
+    pub fn run_with(&self, exe: &Path, args: &[&Path], cfg: &RunConfig) -> Result<String, ToolError> {
+        let exe_arg = match (cfg.deterministic, exe.file_name()) {
+            (true, Some(file)) => Path::new(".").join(file),
+            _ => exe.to_path_buf(),
+        };
         let mut cmd = match self.run_prefix.split_first() {
             Some((emu, rest)) => {
-                let mut c = Command::new(emu);
-                c.args(rest).arg(exe);
+                let mut c = Command::new(which(emu)?);
+                c.args(&cfg.emulator_args).args(rest).arg(&exe_arg);
                 c
             }
-            None => Command::new(exe),
+            None => Command::new(&exe_arg),
         };
+        if cfg.deterministic {
+            cmd.env_clear().current_dir(exe.parent().unwrap_or(Path::new(".")));
+        }
         let out = spawn(cmd.args(args))?;
         if !out.status.success() {
             return Err(ToolError::Failed(format!(

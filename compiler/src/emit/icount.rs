@@ -1,0 +1,165 @@
+//! Deterministic instruction counts of one inference under QEMU: the performance
+//! figure for targets we can only emulate (docs/benchmarks.md).
+//!
+//! A QEMU TCG plugin (targets/qemu-plugin/icount.c, built here with the host `cc`)
+//! counts every guest instruction inline. The test driver calls two marker functions
+//! right around `NAME_run` (emit/driver.rs); the plugin snapshots its counter at their
+//! first instructions, so a span is one inference, whatever it calls. A second counter
+//! covers only the model's own code (the address range of its `NAME_*` functions).
+//! The driver is linked without PIE so `nm` addresses are the run-time ones; user-mode
+//! runs get an empty environment and a fixed argv, system-mode runs `-icount shift=0`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::driver::{run_batch_with, Instrument, Job, SetResult, MARK_BEGIN, MARK_END};
+use super::toolchain::{RunConfig, ToolError, Toolchain};
+
+pub const PLUGIN_SOURCE: &str = include_str!("../../../targets/qemu-plugin/icount.c");
+pub const PLUGIN_HEADER: &str = include_str!("../../../targets/qemu-plugin/qemu-plugin.h");
+
+/// Instructions of one inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    /// From the begin marker to the end marker: `NAME_run` and everything it calls,
+    /// plus a constant handful of instructions for the calls themselves.
+    pub inference: u64,
+    /// Of those, the ones inside the model's own functions (`NAME_run`, its kernels).
+    pub model_code: u64,
+}
+
+fn io(e: std::io::Error) -> ToolError {
+    ToolError::Failed(e.to_string())
+}
+
+/// Builds the plugin into `dir`; returns the shared library's path.
+pub fn build_plugin(dir: &Path) -> Result<PathBuf, ToolError> {
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(dir.join("icount.c"), PLUGIN_SOURCE).map_err(io)?;
+    std::fs::write(dir.join("qemu-plugin.h"), PLUGIN_HEADER).map_err(io)?;
+    let so = dir.join("icount.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-std=gnu99", "-Wall", "-Wextra", "-o"])
+        .arg(&so)
+        .arg(dir.join("icount.c"))
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ToolError::Missing("cc".into()),
+            _ => io(e),
+        })?;
+    if !out.status.success() {
+        return Err(ToolError::Failed(format!("building the QEMU plugin failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(so)
+}
+
+/// The toolchain's `nm`: `aarch64-linux-gnu-gcc` → `aarch64-linux-gnu-nm`, `cc` → `nm`.
+fn nm_for(tc: &Toolchain) -> String {
+    match tc.cc.strip_suffix("gcc") {
+        Some(prefix) => format!("{prefix}nm"),
+        None => "nm".into(),
+    }
+}
+
+/// A defined code symbol of the linked binary.
+struct Symbol {
+    name: String,
+    addr: u64,
+    size: u64,
+}
+
+fn code_symbols(nm: &str, exe: &Path) -> Result<Vec<Symbol>, ToolError> {
+    let out = Command::new(nm).args(["-S", "--defined-only"]).arg(exe).output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ToolError::Missing(nm.into()),
+        _ => io(e),
+    })?;
+    if !out.status.success() {
+        return Err(ToolError::Failed(format!("{nm} failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let mut syms = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (addr, size, kind, name) = match f[..] {
+            [a, s, k, n] => (a, Some(s), k, n),
+            [a, k, n] => (a, None, k, n),
+            _ => continue,
+        };
+        if kind != "T" && kind != "t" {
+            continue;
+        }
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        let (Some(addr), size) = (hex(addr), size.and_then(hex).unwrap_or(0)) else { continue };
+        // Thumb function symbols carry the mode in bit 0; instructions are 2-aligned.
+        syms.push(Symbol { name: name.to_string(), addr: addr & !1, size });
+    }
+    Ok(syms)
+}
+
+/// The plugin's arguments for the linked driver `exe` running model `name`.
+fn plugin_config(tc: &Toolchain, plugin: &Path, name: &str, exe: &Path, out: &Path) -> Result<RunConfig, ToolError> {
+    let syms = code_symbols(&nm_for(tc), exe)?;
+    let find = |n: &str| {
+        syms.iter().find(|s| s.name == n).map(|s| s.addr).ok_or_else(|| ToolError::Failed(format!("no symbol {n} in {}", exe.display())))
+    };
+    let (begin, end) = (find(MARK_BEGIN)?, find(MARK_END)?);
+    let prefix = format!("{name}_");
+    let model: Vec<&Symbol> = syms.iter().filter(|s| s.name.starts_with(&prefix)).collect();
+    let lo = model.iter().map(|s| s.addr).min().ok_or_else(|| ToolError::Failed(format!("no {prefix}* code in {}", exe.display())))?;
+    let hi = model.iter().map(|s| s.addr + s.size).max().unwrap_or(lo);
+    let (plugin, out) = (plugin.display().to_string(), out.display().to_string());
+    if plugin.contains(',') || out.contains(',') {
+        return Err(ToolError::Failed(format!("QEMU plugin paths cannot contain ',': {plugin}, {out}")));
+    }
+    let mut emulator_args = vec![
+        "-plugin".to_string(),
+        format!("{plugin},lo={lo:#x},hi={hi:#x},begin={begin:#x},end={end:#x},out={out}"),
+    ];
+    if is_system_mode(tc) {
+        // Without it, QEMU's virtual clock (timers, SysTick) follows the host's.
+        emulator_args.extend(["-icount".into(), "shift=0".into()]);
+    }
+    Ok(RunConfig { emulator_args, deterministic: true })
+}
+
+fn is_system_mode(tc: &Toolchain) -> bool {
+    tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-system"))
+}
+
+/// Builds and runs `job` in `dir` under the plugin at `plugin` (from [`build_plugin`]):
+/// each set's results and its instruction count.
+pub fn count(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Vec<SetResult>, Vec<Count>), ToolError> {
+    if !tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-")) {
+        return Err(ToolError::Failed(format!("target '{}' runs natively; instruction counts need a QEMU target", tc.name)));
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let dir = dir.canonicalize().map_err(io)?;
+    let out = dir.join("icount.txt");
+    let _ = std::fs::remove_file(&out);
+    let name = job.artifacts.name.clone();
+    let config = |exe: &Path| plugin_config(tc, plugin, &name, exe, &out);
+    // Firmware images are not position independent anyway; Linux drivers are by default.
+    let link_flags: &[&str] = if is_system_mode(tc) { &[] } else { &["-no-pie"] };
+    let instrument = Instrument { link_flags, run_config: &config };
+    let results = run_batch_with(tc, std::slice::from_ref(job), &dir, Some(&instrument))?.pop().unwrap_or_default();
+    if let Some(why) = results.iter().find_map(|r| match r {
+        SetResult::Error(why) => Some(why.clone()),
+        _ => None,
+    }) {
+        return Err(ToolError::Failed(why));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| ToolError::Failed(format!("the plugin wrote no counts ({}): {e}", out.display())))?;
+    let counts: Vec<Count> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l.strip_prefix("span ")?.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            match f[..] {
+                [inference, model_code] => Some(Count { inference, model_code }),
+                _ => None,
+            }
+        })
+        .collect();
+    if counts.len() != job.sets.len() {
+        return Err(ToolError::Failed(format!("{} counted spans for {} runs: {}", counts.len(), job.sets.len(), text.trim())));
+    }
+    Ok((results, counts))
+}
