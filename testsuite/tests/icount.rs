@@ -1,16 +1,26 @@
 //! Instruction counts under QEMU (emit/icount.rs, targets/qemu-plugin): the plugin
 //! builds with the host `cc`, and one small model counted twice on cortex-a53 gives the
-//! same nonzero count, nearly all of it inside the model's own code. Needs `cc`,
-//! `aarch64-linux-gnu-gcc` and `qemu-aarch64`: without them the test fails, never skips.
+//! same nonzero count, nearly all of it inside the model's own code (Cranelift object and
+//! C backend). Needs `cc`, `aarch64-linux-gnu-gcc` and `qemu-aarch64`: without them the
+//! test fails, never skips.
 
 use edgec::emit::driver::{Job, SetResult};
 use edgec::emit::{icount, toolchain, CodeKind, CompileOptions};
 use edgec::pipeline::prepare;
 use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
-
 #[test]
 fn counts_are_reproducible_on_cortex_a53() {
+    check_reproducible("cortex-a53", CodeKind::Object);
+}
+
+/// The C backend's code, with its static helpers counted as the model's own.
+#[test]
+fn counts_are_reproducible_for_c_on_cortex_a53() {
+    check_reproducible("c-cortex-a53", CodeKind::C);
+}
+
+fn check_reproducible(runner: &str, code: CodeKind) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpt2_decode_kv");
     let model = edgec::front::onnx::load(&dir.join("model.onnx")).unwrap();
     let ops_before = model.graph.op_histogram().values().sum();
@@ -19,12 +29,12 @@ fn counts_are_reproducible_on_cortex_a53() {
     let bindings = edgec::pipeline::Bindings::default().completed_from(&model.graph, &inputs);
     let graph = prepare(model.graph, &bindings).unwrap();
     let target = edgec::targets::find("cortex-a53").unwrap();
-    let opts = CompileOptions { name: "kv", target, code: CodeKind::Object, embed_weights: false };
+    let opts = CompileOptions { name: "kv", target, code, embed_weights: false };
     let job = Job { artifacts: edgec::emit::compile(&graph, ops_before, &opts).unwrap(), sets: vec![inputs] };
 
     let tmp = tempfile::tempdir().unwrap();
     let plugin = icount::build_plugin(&tmp.path().join("plugin")).unwrap_or_else(|e| panic!("{e}"));
-    let tc = toolchain::find("cortex-a53").unwrap();
+    let tc = toolchain::find(runner).unwrap();
     let mut counts = Vec::new();
     for run in 0..2 {
         let (results, c) = icount::count(tc, &job, &tmp.path().join(format!("run{run}")), &plugin).unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,7 @@
 //! counts every guest instruction inline. The test driver calls two marker functions
 //! right around `NAME_run` (emit/driver.rs); the plugin snapshots its counter at their
 //! first instructions, so a span is one inference, whatever it calls. A second counter
-//! covers only the model's own code (the address range of its `NAME_*` functions).
+//! covers only the model's own code (the address range of its object's functions).
 //! The driver is linked without PIE so `nm` addresses are the run-time ones; user-mode
 //! runs get an empty environment and a fixed argv, system-mode runs `-icount shift=0`.
 
@@ -24,7 +24,8 @@ pub struct Count {
     /// From the begin marker to the end marker: `NAME_run` and everything it calls,
     /// plus a constant handful of instructions for the calls themselves.
     pub inference: u64,
-    /// Of those, the ones inside the model's own functions (`NAME_run`, its kernels).
+    /// Of those, the ones inside the model's own functions (`NAME_run`, its kernels,
+    /// static helpers).
     pub model_code: u64,
 }
 
@@ -95,17 +96,49 @@ fn code_symbols(nm: &str, exe: &Path) -> Result<Vec<Symbol>, ToolError> {
     Ok(syms)
 }
 
+/// The names of the code symbols the model's own object defines: `NAME_run`, its
+/// kernels and any static helpers (the C backend's `ec_*`). For C code the source is
+/// compiled once more, alone, with the runner's flags, the same code the driver links.
+fn model_symbols(tc: &Toolchain, nm: &str, dir: &Path, name: &str) -> Result<Vec<String>, ToolError> {
+    let object = dir.join(format!("{name}.o"));
+    let object = if object.is_file() {
+        object
+    } else {
+        let alone = dir.join(format!("{name}.alone.o"));
+        let out = Command::new(tc.cc)
+            .args(tc.cflags)
+            .arg("-c")
+            .arg(dir.join(format!("{name}.c")))
+            .arg("-o")
+            .arg(&alone)
+            .output()
+            .map_err(|e| ToolError::Failed(format!("cannot run {}: {e}", tc.cc)))?;
+        if !out.status.success() {
+            return Err(ToolError::Failed(format!("{} failed: {}", tc.cc, String::from_utf8_lossy(&out.stderr))));
+        }
+        alone
+    };
+    Ok(code_symbols(nm, &object)?.into_iter().map(|s| s.name).collect())
+}
+
 /// The plugin's arguments for the linked driver `exe` running model `name`.
 fn plugin_config(tc: &Toolchain, plugin: &Path, name: &str, exe: &Path, out: &Path) -> Result<RunConfig, ToolError> {
-    let syms = code_symbols(&nm_for(tc), exe)?;
+    let nm = nm_for(tc);
+    let syms = code_symbols(&nm, exe)?;
     let find = |n: &str| {
         syms.iter().find(|s| s.name == n).map(|s| s.addr).ok_or_else(|| ToolError::Failed(format!("no symbol {n} in {}", exe.display())))
     };
     let (begin, end) = (find(MARK_BEGIN)?, find(MARK_END)?);
-    let prefix = format!("{name}_");
-    let model: Vec<&Symbol> = syms.iter().filter(|s| s.name.starts_with(&prefix)).collect();
-    let lo = model.iter().map(|s| s.addr).min().ok_or_else(|| ToolError::Failed(format!("no {prefix}* code in {}", exe.display())))?;
+    let own = model_symbols(tc, &nm, exe.parent().unwrap_or(Path::new(".")), name)?;
+    let model: Vec<&Symbol> = syms.iter().filter(|s| own.contains(&s.name)).collect();
+    let lo = model.iter().map(|s| s.addr).min().ok_or_else(|| ToolError::Failed(format!("no code of {name} in {}", exe.display())))?;
     let hi = model.iter().map(|s| s.addr + s.size).max().unwrap_or(lo);
+    // The linker keeps one object's code together: a wider span means a name matched
+    // something else in the binary, and the range would count foreign code.
+    let size: u64 = model.iter().map(|s| s.size).sum();
+    if hi - lo > 2 * size + 4096 {
+        return Err(ToolError::Failed(format!("{name}'s code is not contiguous in {} ({lo:#x}..{hi:#x} for {size} bytes)", exe.display())));
+    }
     let (plugin, out) = (plugin.display().to_string(), out.display().to_string());
     if plugin.contains(',') || out.contains(',') {
         return Err(ToolError::Failed(format!("QEMU plugin paths cannot contain ',': {plugin}, {out}")));
