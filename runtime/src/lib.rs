@@ -6,5 +6,5 @@
 pub mod blob;
 pub mod status;
 
-pub use blob::{BlobError, BlobHeader, BLOB_ALIGN, BLOB_HEADER_SIZE, BLOB_MAGIC, BLOB_VERSION};
+pub use blob::{BlobError, BlobHeader, BLOB_ALIGN, BLOB_END_MAGIC, BLOB_HEADER_SIZE, BLOB_MAGIC, BLOB_TRAILER_SIZE, BLOB_VERSION};
 pub use status::Status;

@@ -7,7 +7,7 @@ use edgec::emit::{self, toolchain, Code, CodeKind, CompileOptions};
 use edgec::pipeline::{prepare, Bindings};
 use edgec::targets::CodePath;
 
-pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions) -> Result<i32> {
+pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, html: Option<&Path>) -> Result<i32> {
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
@@ -43,6 +43,12 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     let r = &art.report;
     for p in &written {
         println!("wrote {}", p.display());
+    }
+    if let Some(path) = html {
+        let title = model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        std::fs::write(path, emit::html::render(&title, opts.target.name, &art.timeline, &art.report))
+            .map_err(|e| anyhow::anyhow!("cannot write the report {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
     }
     println!("ops:     {} before optimisation, {} after ({} kernels)", r.ops_before, r.ops_after, r.kernels);
     println!("weights: {} bytes{}", r.weights_bytes, if opts.embed_weights { " (embedded in the code)" } else { "" });

@@ -105,6 +105,9 @@ struct CompileArgs {
     /// Put the weights in the object's read-only data instead of NAME.weights.
     #[arg(long)]
     embed_weights: bool,
+    /// Also write an HTML page of the memory plan (arena over time) and bytes per kernel.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -188,7 +191,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 None => CodeKind::default_for(target),
             };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
-            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts)
+            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts, a.report.as_deref())
         }
     }
 }

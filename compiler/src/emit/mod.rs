@@ -11,6 +11,7 @@ pub mod blob;
 pub mod bytes;
 pub mod driver;
 pub mod header;
+pub mod html;
 pub mod manifest;
 pub mod toolchain;
 pub mod write;
@@ -102,6 +103,8 @@ pub struct Artifacts {
     pub report: Report,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
+    /// The schedule and memory plan, for `--report FILE.html`.
+    pub timeline: html::Timeline,
 }
 
 impl Artifacts {
@@ -213,5 +216,6 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
         report,
         inputs,
         outputs,
+        timeline: html::Timeline::new(program, layout),
     })
 }

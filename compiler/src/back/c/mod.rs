@@ -90,14 +90,19 @@ pub fn emit_source(input: &Input) -> Result<String, BackendError> {
         let _ = write!(
             out,
             "    static const unsigned char magic[8] = {{ 'E', 'D', 'G', 'E', 'C', 'W', 'B', 0 }};\n\
+             \x20   static const unsigned char end_magic[8] = {{ 'E', 'D', 'G', 'E', 'C', 'E', 'N', 'D' }};\n\
              \x20   if (weights == NULL) return 1;\n\
              \x20   w = (const unsigned char *)weights;\n\
              \x20   for (i = 0; i < 8; i++)\n\
              \x20       if (w[i] != magic[i]) return 2;\n\
              \x20   if (ec_rd_u32(w + 8) != {BLOB_VERSION}u || ec_rd_u32(w + 12) != {BLOB_HEADER_SIZE}u) return 3;\n\
-             \x20   if (ec_rd_u64(w + 16) != UINT64_C(0x{:016x})) return 4;\n\
-             \x20   if (ec_rd_u64(w + 24) != UINT64_C({})) return 5;\n",
-            options.model_hash, layout.weights_size
+             \x20   if (ec_rd_u64(w + 16) != UINT64_C(0x{hash:016x})) return 4;\n\
+             \x20   if (ec_rd_u64(w + 24) != UINT64_C({size})) return 5;\n\
+             \x20   for (i = 0; i < 8; i++)\n\
+             \x20       if (w[{size}u - 16u + i] != end_magic[i]) return 5;\n\
+             \x20   if (ec_rd_u64(w + {size}u - 8u) != UINT64_C(0x{hash:016x})) return 5;\n",
+            hash = options.model_hash,
+            size = layout.weights_size
         );
     }
     if layout.arena_size > 0 {

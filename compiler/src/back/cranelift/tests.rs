@@ -62,13 +62,8 @@ fn emulated_rounding_and_fma_match_the_interpreter() {
         let outs = p.outputs().len();
         let size = bytes.len();
         let mut c = String::from("#include <stdio.h>\nint m_run(const void *, void *, const void *const[], void *const[]);\n");
-        let mut blob = [0u8; 32];
-        blob[..8].copy_from_slice(b"EDGECWB\0");
-        blob[8] = 1;
-        blob[12] = 32;
-        blob[16] = 7;
-        blob[24] = l.weights_size as u8;
-        writeln!(c, "static const unsigned char blob[32] __attribute__((aligned(16))) = {{{}}};", blob.map(|b| b.to_string()).join(",")).unwrap();
+        let blob = crate::emit::blob::build(&p, &l, 7).unwrap();
+        writeln!(c, "static const unsigned char blob[{}] __attribute__((aligned(16))) = {{{}}};", blob.len(), blob.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")).unwrap();
         writeln!(c, "static const unsigned char in0[{size}] __attribute__((aligned(16))) = {{{}}};", bytes.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")).unwrap();
         writeln!(c, "static unsigned char out[{outs}][{size}] __attribute__((aligned(16)));").unwrap();
         let list = (0..outs).map(|k| format!("out[{k}]")).collect::<Vec<_>>().join(",");
