@@ -203,8 +203,10 @@ impl Toolchain {
                 if !on_path(b.qemu[0]) {
                     return Err(ToolError::Missing(b.qemu[0].to_string()));
                 }
+                // QEMU runs in `dir` (semihosting paths are relative to it).
+                let exe = std::path::absolute(exe).map_err(|e| ToolError::Failed(e.to_string()))?;
                 let mut c = Command::new("timeout");
-                c.arg(BOARD_TIMEOUT_SECS.to_string()).args(b.qemu).args(board::QEMU_COMMON).arg("-kernel").arg(exe);
+                c.arg(BOARD_TIMEOUT_SECS.to_string()).args(b.qemu).args(board::QEMU_COMMON).arg("-kernel").arg(&exe);
                 spawn(c.current_dir(dir).stdin(std::process::Stdio::null()))?
             }
             None => {
