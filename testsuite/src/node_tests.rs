@@ -27,7 +27,9 @@ pub struct Args {
     /// What runs the cases: `reference` (the evaluator), `kir` (lowering to KIR and
     /// the KIR interpreter, the oracle for the backends), or a target that compiles and
     /// runs generated code: `c-host` (C backend, host cc), `host` (Cranelift),
-    /// `cortex-a53`, `riscv64` (Cranelift under QEMU), `c-cortex-a53`, `c-riscv64`.
+    /// `cortex-a53`, `riscv64` (Cranelift under QEMU), `c-cortex-a53`, `c-riscv64`,
+    /// and the microcontrollers `cortex-m4`, `cortex-m7`, `cortex-m55`, `riscv32` (C
+    /// firmware under QEMU system emulation, docs/microcontrollers.md).
     #[arg(long, default_value = "reference")]
     pub target: String,
     /// Only cases whose name contains PATTERN, or whose op type is PATTERN.

@@ -8,6 +8,7 @@
 //! tests (`edgec verify`, the node-test runner).
 
 pub mod blob;
+pub mod board;
 pub mod bytes;
 pub mod driver;
 pub mod header;
