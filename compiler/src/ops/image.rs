@@ -12,7 +12,7 @@ use crate::ir::{DType, Tensor, TypeInfo};
 
 #[path = "image_resize.rs"]
 mod resize;
-pub use resize::{AxisTaps, Resize};
+pub use resize::{AxisTaps, CropAxis, Interp, NearestMode, Resize};
 
 #[derive(Clone, Debug)]
 pub enum ImageOp {

@@ -81,6 +81,18 @@ pub struct AxisTaps {
     pub taps: Vec<Option<Vec<(usize, f64)>>>,
 }
 
+/// One axis of a `tf_crop_and_resize` whose roi is only known at run time.
+#[derive(Clone, Debug)]
+pub struct CropAxis {
+    pub axis: usize,
+    pub in_len: usize,
+    pub out: usize,
+    pub scale: f64,
+    /// Indices of this axis's crop start and end in the roi input.
+    pub roi_start: usize,
+    pub roi_end: usize,
+}
+
 /// Per resized axis: its scale factor and output length.
 struct AxisPlan {
     axis: usize,
@@ -341,6 +353,48 @@ impl Resize {
             cur[p.axis] = p.out;
         }
         Ok(passes)
+    }
+
+    /// `tf_crop_and_resize` with a run-time roi: every planned axis in order (none can be
+    /// skipped as an identity without the roi's values), with the positions of its crop
+    /// start and end in the roi input (of `roi_len` values). Lowering computes the taps
+    /// in the kernel; only linear and nearest interpolation without antialiasing are
+    /// offered (their taps are a floor and a fraction).
+    pub fn crop_axes(&self, dtype: DType, shape: &[usize], inputs: &[Option<&Tensor>], roi_len: usize) -> Result<Vec<CropAxis>, OpError> {
+        self.check_dtype(dtype)?;
+        if self.coord != CoordMode::TfCropAndResize || self.antialias || matches!(self.interp, Interp::Cubic(_)) {
+            return Err(OpError::unsupported("Resize with a run-time roi other than tf_crop_and_resize in linear or nearest mode"));
+        }
+        let (_, scales_slot, sizes_slot) = self.slots();
+        let nonempty = |slot: Option<usize>| slot.and_then(|i| opt_input(inputs, i)).filter(|t| !t.is_empty());
+        let scales = nonempty(scales_slot).map(|t| t.to_f64_vec());
+        let sizes = match nonempty(sizes_slot) {
+            Some(t) => Some(t.to_i64_vec().ok_or_else(|| OpError::invalid("Resize: sizes must be int64"))?),
+            None => None,
+        };
+        let plan = self.plan(shape, scales, sizes)?;
+        Self::out_shape(shape, &plan)?;
+        let (rank, n) = (shape.len(), plan.len());
+        if self.axes.is_none() && roi_len != 2 * rank || self.axes.is_some() && roi_len != 2 * n {
+            return Err(OpError::invalid(format!("Resize: roi has {roi_len} values")));
+        }
+        let mut cur = shape.to_vec();
+        let mut out = Vec::with_capacity(n);
+        for (i, p) in plan.iter().enumerate() {
+            let in_len = cur[p.axis];
+            if in_len == 0 && p.out > 0 {
+                return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
+            }
+            let (roi_start, roi_end) = if self.axes.is_some() { (i, n + i) } else { (p.axis, rank + p.axis) };
+            out.push(CropAxis { axis: p.axis, in_len, out: p.out, scale: p.scale, roi_start, roi_end });
+            cur[p.axis] = p.out;
+        }
+        Ok(out)
+    }
+
+    /// The interpolation mode (for lowerings that compute taps at run time).
+    pub fn interp(&self) -> Interp {
+        self.interp
     }
 
     /// The taps of every output position along one axis (of the current `shape`).
