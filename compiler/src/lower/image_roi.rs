@@ -10,12 +10,14 @@
 //! roi's size, a run-time loop bound KIR does not have: it is reported unsupported.
 
 use super::linalg::{flit, input, output};
-const ERR_INDEX_OUT_OF_RANGE: i32 = 6;
 use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::kir::build::{iadd, imul, KernelBuilder};
 use crate::kir::{e, BinOp, Expr, Ty, UnOp, Var};
 use crate::ops::image::RoiAlign;
+
+/// `EDGEC_ERR_INDEX_OUT_OF_RANGE`: a batch index outside the input.
+const ERR_INDEX_OUT_OF_RANGE: i32 = 6;
 
 pub(super) fn lower(op: &RoiAlign, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     let (x, rois, idx) = (input(ins, 0)?, input(ins, 1)?, input(ins, 2)?);

@@ -19,6 +19,8 @@ mod image;
 mod image_grid;
 mod image_resize;
 mod image_roi;
+#[cfg(test)]
+mod image_tests;
 mod index;
 mod linalg;
 mod normalize;
