@@ -265,7 +265,8 @@ fn report(args: &Args, results: &[CaseResult]) -> bool {
     }
     let specialized = crate::specialize::SPECIALIZED.load(std::sync::atomic::Ordering::Relaxed);
     if specialized > 0 {
-        println!("{specialized} cases were compiled with their small integer/bool inputs fixed to the test's values (shape-deciding inputs; see docs/conformance.md)");
+        let floats = crate::specialize::SPECIALIZED_FLOAT.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{specialized} cases were compiled with their small integer/bool inputs fixed to the test's values, {floats} of them also with shape-deciding float inputs fixed (see docs/conformance.md)");
     }
     println!("onnx-node {}: {passed} passed, {failed} failed, {unsupported} unsupported", args.target);
     failed == 0 && floor_ok

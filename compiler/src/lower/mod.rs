@@ -16,6 +16,11 @@ mod deform;
 mod einsum;
 mod elementwise;
 mod image;
+mod image_grid;
+mod image_resize;
+mod image_roi;
+#[cfg(test)]
+mod image_tests;
 mod index;
 mod linalg;
 mod normalize;
