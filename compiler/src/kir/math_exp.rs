@@ -196,8 +196,11 @@ impl Fb<'_> {
                 let x = self.let_(x);
                 let p = self.let_(mul(x.clone(), x.clone()));
                 let err = fma(x.clone(), x.clone(), neg(p.clone()));
-                let finite = lt(abs(p.clone()), self.c(f64::INFINITY));
-                return select(finite, fma(p.clone(), x.clone(), mul(err, x.clone())), mul(p, x));
+                // Where p·x is not finite (overflow, inf, NaN) it is the answer; elsewhere
+                // |err·x| < |p·x| cannot overflow.
+                let q = self.let_(mul(p.clone(), x.clone()));
+                let finite = lt(abs(q.clone()), self.c(f64::INFINITY));
+                return select(finite, fma(p, x.clone(), mul(err, x)), q);
             }
             if v == 0.5 {
                 // pow(-0, .5) = +0 and pow(-inf, .5) = +inf, unlike sqrt.
