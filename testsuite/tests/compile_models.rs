@@ -135,7 +135,8 @@ fn headers_compile_strictly_and_coexist() {
 int main(void) { return (int)(first_NUM_INPUTS + second_WEIGHTS_SIZE) + EDGEC_OK - 2; }\n";
     std::fs::write(dir.path().join("main.c"), main).unwrap();
     let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "main.c", "first.c", "second.c", "-o", "main"])
+        // second is embedded on an MCU target: its blob comes from second_weights.S (.incbin).
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-I", ".", "main.c", "first.c", "second.c", "second_weights.S", "-o", "main"])
         .current_dir(dir.path())
         .output()
         .expect("cc (the host C compiler) must be installed");

@@ -182,7 +182,7 @@ fn build_and_run(tc: &Toolchain, jobs: &[Job], dir: &Path) -> Result<Vec<Vec<Set
         for (file, data) in j.artifacts.files() {
             let p = dir.join(&file);
             std::fs::write(&p, data).map_err(io)?;
-            if file.ends_with(".c") || file.ends_with(".o") {
+            if file.ends_with(".c") || file.ends_with(".o") || file.ends_with(".S") {
                 sources.push(p);
             }
         }
