@@ -70,16 +70,16 @@ int main(int argc, char **argv)\n{\n    char file[512];\n    int ok = 1;\n    if
         let _ = writeln!(s, "        const void *in[{}];\n        void *out[{}];", a.inputs.len().max(1), a.outputs.len().max(1));
         let _ = writeln!(s, "        for (set = 0; set < {}; set++) {{", j.sets.len());
         for (k, t) in a.inputs.iter().enumerate() {
-            let size = t.shape.iter().product::<usize>() * t.dtype.size();
+            let size = t.dtype.storage_bytes(t.shape.iter().product::<usize>());
             let _ = writeln!(s, "            sprintf(file, \"{n}.s%d.in{k}\", set);\n            in[{k}] = load(file, {size}u, &ok);");
         }
         for (k, t) in a.outputs.iter().enumerate() {
-            let size = t.shape.iter().product::<usize>() * t.dtype.size();
+            let size = t.dtype.storage_bytes(t.shape.iter().product::<usize>());
             let _ = writeln!(s, "            out[{k}] = calloc({}u, 1);", size.max(1));
         }
         let _ = writeln!(s, "            rc = {n}_run(weights, arena, in, out);\n            printf(\"{n} %d %d\\n\", set, rc);");
         for (k, t) in a.outputs.iter().enumerate() {
-            let size = t.shape.iter().product::<usize>() * t.dtype.size();
+            let size = t.dtype.storage_bytes(t.shape.iter().product::<usize>());
             let _ = writeln!(s, "            sprintf(file, \"{n}.s%d.out{k}\", set);\n            if (rc == 0) save(file, out[{k}], {size}u);\n            free(out[{k}]);");
         }
         for k in 0..a.inputs.len() {

@@ -149,7 +149,9 @@ fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo>
     bufs.into_iter()
         .map(|b| {
             let b = program.buffer(b);
-            TensorInfo { name: b.name.clone(), dtype: b.dtype, shape: b.shape.clone() }
+            // Packed types are bytes inside the program; the caller sees their own type.
+            let (dtype, shape) = b.packed.as_ref().map_or((b.dtype, &b.shape), |p| (p.dtype, &p.shape));
+            TensorInfo { name: b.name.clone(), dtype, shape: shape.clone() }
         })
         .collect()
 }
