@@ -58,7 +58,7 @@ fn small_float_to_int(from: Num, to: Num, x: Expr) -> Expr {
     let (lo, hi) = match b {
         _ if b < 8 => (i64::MIN, i64::MAX),
         64 if !to.dtype.is_signed_int() => (0, -1),
-        _ if to.dtype.is_signed_int() => (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1),
+        _ if to.dtype.is_signed_int() => (i64::MIN >> (64 - b), i64::MAX >> (64 - b)),
         _ => (0, (1i64 << b) - 1),
     };
     let finite = e::bin(BinOp::Lt, e::un(UnOp::Abs, x.clone()), from.lit(f64::INFINITY));
