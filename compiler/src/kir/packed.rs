@@ -41,17 +41,8 @@ pub fn is_expanded(dtype: DType) -> bool {
 /// Rewrites every buffer of a packed type into bytes and its loads and stores into
 /// integer and bit expressions (see the module documentation).
 pub fn expand(program: &mut Program) {
-    let formats: Vec<Option<DType>> = program
-        .buffers
-        .iter()
-        .map(|b| {
-            if is_expanded(b.dtype) {
-                Some(b.dtype)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let formats: Vec<Option<DType>> =
+        program.buffers.iter().map(|b| if is_expanded(b.dtype) { Some(b.dtype) } else { None }).collect();
     if formats.iter().all(Option::is_none) {
         return;
     }
@@ -63,12 +54,7 @@ pub fn expand(program: &mut Program) {
     let buffers = &program.buffers;
     for k in &mut program.kernels {
         let body = std::mem::take(&mut k.body);
-        k.body = Rewriter {
-            formats: &formats,
-            buffers,
-            vars: &mut k.vars,
-        }
-        .block(body);
+        k.body = Rewriter { formats: &formats, buffers, vars: &mut k.vars }.block(body);
     }
 }
 
@@ -81,10 +67,7 @@ fn to_bytes(b: &mut Buffer) {
             // A weight always has the buffer's type; keep the program well formed anyway.
             _ => vec![0; b.len()],
         };
-        b.kind = BufKind::Weight(Arc::new(Tensor::from_vec(
-            &[bytes],
-            packed::pack(b.dtype, &codes),
-        )));
+        b.kind = BufKind::Weight(Arc::new(Tensor::from_vec(&[bytes], packed::pack(b.dtype, &codes))));
     }
     b.packed = Some(TypeInfo::new(b.dtype, b.shape.clone()));
     b.dtype = DType::U8;
@@ -107,15 +90,8 @@ impl Rewriter<'_> {
         let mut out = Vec::with_capacity(stmts.len());
         for s in stmts {
             let s = match s {
-                Stmt::Loop { var, extent, body } => Stmt::Loop {
-                    var,
-                    extent,
-                    body: self.block(body),
-                },
-                Stmt::Set { var, value } => Stmt::Set {
-                    var,
-                    value: self.expr(value, &mut out),
-                },
+                Stmt::Loop { var, extent, body } => Stmt::Loop { var, extent, body: self.block(body) },
+                Stmt::Set { var, value } => Stmt::Set { var, value: self.expr(value, &mut out) },
                 Stmt::Store { buf, index, value } => match self.format(buf) {
                     Some(d) => {
                         self.store(d, buf, index, value, &mut out);
@@ -123,20 +99,12 @@ impl Rewriter<'_> {
                     }
                     None => {
                         let index = self.expr(index, &mut out);
-                        Stmt::Store {
-                            buf,
-                            index,
-                            value: self.expr(value, &mut out),
-                        }
+                        Stmt::Store { buf, index, value: self.expr(value, &mut out) }
                     }
                 },
                 Stmt::If { cond, then, els } => {
                     let cond = self.expr(cond, &mut out);
-                    Stmt::If {
-                        cond,
-                        then: self.block(then),
-                        els: self.block(els),
-                    }
+                    Stmt::If { cond, then: self.block(then), els: self.block(els) }
                 }
                 Stmt::Fail(code) => Stmt::Fail(code),
             };
@@ -150,20 +118,14 @@ impl Rewriter<'_> {
         let index = self.expr(index, out);
         let code = match value {
             // Same type: move the code, not the value.
-            Expr::Load {
-                buf: src,
-                index: si,
-            } if self.format(src) == Some(d) => {
+            Expr::Load { buf: src, index: si } if self.format(src) == Some(d) => {
                 let si = self.expr(*si, out);
                 self.code_at(d, src, si, out)
             }
             value => {
                 let value = self.expr(value, out);
                 let ty = self.ty_of(&value).unwrap_or(Ty::I32);
-                let mut cx = Cx {
-                    vars: self.vars,
-                    pre: out,
-                };
+                let mut cx = Cx { vars: self.vars, pre: out };
                 match packed::minifloat(d) {
                     Some(f) => {
                         let (ty, value) = match ty {
@@ -189,35 +151,20 @@ impl Rewriter<'_> {
     fn put_code(&mut self, d: DType, buf: BufId, index: Expr, code: Expr, out: &mut Vec<Stmt>) {
         let bits = d.bits() as i64;
         if bits >= 8 {
-            out.push(Stmt::Store {
-                buf,
-                index,
-                value: code,
-            });
+            out.push(Stmt::Store { buf, index, value: code });
             return;
         }
-        let mut cx = Cx {
-            vars: self.vars,
-            pre: out,
-        };
+        let mut cx = Cx { vars: self.vars, pre: out };
         let index = cx.let_(Ty::Index, index);
         let (byte, shift) = byte_and_shift(bits, index);
         let byte = cx.let_(Ty::Index, byte);
         let shift = cx.let_(Ty::I32, shift);
         let mask = (1 << bits) - 1;
-        let code = e::bin(
-            BinOp::Shl,
-            e::bin(BinOp::And, code, e::i32(mask)),
-            shift.clone(),
-        );
+        let code = e::bin(BinOp::Shl, e::bin(BinOp::And, code, e::i32(mask)), shift.clone());
         let keep = e::un(super::UnOp::Not, e::bin(BinOp::Shl, e::i32(mask), shift));
         let old = e::load(buf, byte.clone());
         let value = e::bin(BinOp::Or, e::bin(BinOp::And, old, keep), code);
-        out.push(Stmt::Store {
-            buf,
-            index: byte,
-            value,
-        });
+        out.push(Stmt::Store { buf, index: byte, value });
     }
 
     /// The code (an `I32`, zero-extended) of element `index` of packed buffer `buf`.
@@ -226,17 +173,10 @@ impl Rewriter<'_> {
         if bits >= 8 {
             return e::load(buf, index);
         }
-        let mut cx = Cx {
-            vars: self.vars,
-            pre: out,
-        };
+        let mut cx = Cx { vars: self.vars, pre: out };
         let index = cx.let_(Ty::Index, index);
         let (byte, shift) = byte_and_shift(bits, index);
-        e::bin(
-            BinOp::And,
-            e::bin(BinOp::UShr, e::load(buf, byte), shift),
-            e::i32((1 << bits) - 1),
-        )
+        e::bin(BinOp::And, e::bin(BinOp::UShr, e::load(buf, byte), shift), e::i32((1 << bits) - 1))
     }
 
     /// Rewrites `e` bottom-up; bindings go to `pre`.
@@ -248,10 +188,7 @@ impl Rewriter<'_> {
                 match self.format(buf) {
                     Some(d) => {
                         let code = self.code_at(d, buf, index, pre);
-                        let mut cx = Cx {
-                            vars: self.vars,
-                            pre,
-                        };
+                        let mut cx = Cx { vars: self.vars, pre };
                         match packed::minifloat(d) {
                             Some(f) => codec::decode(&mut cx, f, code),
                             None if d.is_signed_int() => {
@@ -261,10 +198,7 @@ impl Rewriter<'_> {
                             None => code,
                         }
                     }
-                    None => Expr::Load {
-                        buf,
-                        index: Box::new(index),
-                    },
+                    None => Expr::Load { buf, index: Box::new(index) },
                 }
             }
             Expr::Unary(op, a) => Expr::Unary(op, Box::new(self.expr(*a, pre))),
@@ -311,11 +245,7 @@ impl Rewriter<'_> {
 /// element's bit offset in it (an `I32`).
 fn byte_and_shift(bits: i64, index: Expr) -> (Expr, Expr) {
     let per = 8 / bits;
-    let byte = e::bin(
-        BinOp::Shr,
-        index.clone(),
-        e::idx(per.trailing_zeros() as i64),
-    );
+    let byte = e::bin(BinOp::Shr, index.clone(), e::idx(per.trailing_zeros() as i64));
     let slot = e::bin(BinOp::And, index, e::idx(per - 1));
     (byte, e::mul(e::cast(Ty::I32, slot), e::i32(bits as i32)))
 }

@@ -44,36 +44,16 @@ fn i32c(v: i64) -> Expr {
 pub(super) fn decode(cx: &mut Cx, f: MiniFloat, code: Expr) -> Expr {
     let (eb, mb) = (f.ebits as i64, f.mbits as i64);
     let c = cx.let_(Ty::I32, code);
-    let sign = cx.let_(
-        Ty::I32,
-        bin(
-            BinOp::Shl,
-            bin(BinOp::UShr, c.clone(), i32c(eb + mb)),
-            i32c(31),
-        ),
-    );
-    let mag = cx.let_(
-        Ty::I32,
-        bin(BinOp::And, c.clone(), i32c((1 << (eb + mb)) - 1)),
-    );
+    let sign = cx.let_(Ty::I32, bin(BinOp::Shl, bin(BinOp::UShr, c.clone(), i32c(eb + mb)), i32c(31)));
+    let mag = cx.let_(Ty::I32, bin(BinOp::And, c.clone(), i32c((1 << (eb + mb)) - 1)));
     let exp = bin(BinOp::UShr, mag.clone(), i32c(mb));
     let mant = bin(BinOp::And, mag.clone(), i32c((1 << mb) - 1));
     // Normal: the code's exponent and mantissa fields moved into f32's, rebiased.
-    let normal = e::add(
-        bin(BinOp::Shl, mag.clone(), i32c(23 - mb)),
-        i32c((127 - f.bias as i64) << 23),
-    );
+    let normal = e::add(bin(BinOp::Shl, mag.clone(), i32c(23 - mb)), i32c((127 - f.bias as i64) << 23));
     // Subnormal: mantissa × 2^(1 - bias - m), exact in f32 (a normal f32 or zero).
     let scale = (2f64).powi(1 - f.bias - mb as i32) as f32;
-    let sub = Expr::Bitcast(
-        Ty::I32,
-        Box::new(e::mul(e::cast(Ty::F32, mant.clone()), e::f32(scale))),
-    );
-    let bits = bin(
-        BinOp::Or,
-        sign.clone(),
-        e::select(bin(BinOp::Eq, exp.clone(), i32c(0)), sub, normal),
-    );
+    let sub = Expr::Bitcast(Ty::I32, Box::new(e::mul(e::cast(Ty::F32, mant.clone()), e::f32(scale))));
+    let bits = bin(BinOp::Or, sign.clone(), e::select(bin(BinOp::Eq, exp.clone(), i32c(0)), sub, normal));
     let all_ones = (1i64 << (eb + mb)) - 1;
     let nan = match f.specials {
         Specials::Ieee => Some(bin(
@@ -111,20 +91,8 @@ struct Src {
 impl Src {
     fn of(ty: Ty) -> Src {
         match ty {
-            Ty::F64 => Src {
-                fty: Ty::F64,
-                ity: Ty::I64,
-                width: 64,
-                mbits: 52,
-                bias: 1023,
-            },
-            _ => Src {
-                fty: Ty::F32,
-                ity: Ty::I32,
-                width: 32,
-                mbits: 23,
-                bias: 127,
-            },
+            Ty::F64 => Src { fty: Ty::F64, ity: Ty::I64, width: 64, mbits: 52, bias: 1023 },
+            _ => Src { fty: Ty::F32, ity: Ty::I32, width: 32, mbits: 23, bias: 127 },
         }
     }
     fn i(&self, v: i64) -> Expr {
@@ -154,14 +122,8 @@ pub(super) fn encode(cx: &mut Cx, f: MiniFloat, ty: Ty, x: Expr) -> Expr {
     let sign_bit = 1i64 << (eb + mb);
     let x = cx.let_(s.fty, x);
     let u = cx.let_(s.ity, Expr::Bitcast(s.ity, Box::new(x.clone())));
-    let sign = cx.let_(
-        Ty::I32,
-        bin(
-            BinOp::Shl,
-            e::cast(Ty::I32, bin(BinOp::UShr, u.clone(), s.i(s.width - 1))),
-            i32c(eb + mb),
-        ),
-    );
+    let sign = cx
+        .let_(Ty::I32, bin(BinOp::Shl, e::cast(Ty::I32, bin(BinOp::UShr, u.clone(), s.i(s.width - 1))), i32c(eb + mb)));
     let a = cx.let_(s.ity, bin(BinOp::And, u, s.i(i64::MAX >> (64 - s.width))));
     let src_inf = s.i(((1i64 << (s.width - 1 - s.mbits)) - 1) << s.mbits);
     let is_nan = bin(BinOp::Gt, a.clone(), src_inf);
@@ -174,10 +136,7 @@ pub(super) fn encode(cx: &mut Cx, f: MiniFloat, ty: Ty, x: Expr) -> Expr {
     // Normal: round the source mantissa to m bits (ties to even; a carry moves into the
     // exponent, as it should), then rebias.
     let sh = s.mbits - mb;
-    let half = e::add(
-        s.i((1 << (sh - 1)) - 1),
-        bin(BinOp::And, bin(BinOp::UShr, a.clone(), s.i(sh)), s.i(1)),
-    );
+    let half = e::add(s.i((1 << (sh - 1)) - 1), bin(BinOp::And, bin(BinOp::UShr, a.clone(), s.i(sh)), s.i(1)));
     let rounded = bin(BinOp::UShr, e::add(a, half), s.i(sh));
     let normal = cx.let_(s.ity, e::sub(rounded, s.i((s.bias - f.bias as i64) << mb)));
     let max_code = match f.specials {
@@ -185,30 +144,20 @@ pub(super) fn encode(cx: &mut Cx, f: MiniFloat, ty: Ty, x: Expr) -> Expr {
         Specials::FiniteNanOnes => sign_bit - 2,
         Specials::FiniteNanNegZero | Specials::Finite => sign_bit - 1,
     };
-    let over = bin(
-        BinOp::And,
-        e::un(UnOp::Not, small.clone()),
-        bin(BinOp::Gt, normal.clone(), s.i(max_code)),
-    );
+    let over = bin(BinOp::And, e::un(UnOp::Not, small.clone()), bin(BinOp::Gt, normal.clone(), s.i(max_code)));
     let mag = cx.let_(Ty::I32, e::select(small, sub, e::cast(Ty::I32, normal)));
     let or_sign = |v: Expr| bin(BinOp::Or, sign.clone(), v);
     let (over_code, nan_code) = match f.specials {
-        Specials::Ieee => (
-            or_sign(i32c(((1 << eb) - 1) << mb)),
-            or_sign(i32c((((1 << eb) - 1) << mb) | (1 << (mb - 1)))),
-        ),
+        Specials::Ieee => {
+            (or_sign(i32c(((1 << eb) - 1) << mb)), or_sign(i32c((((1 << eb) - 1) << mb) | (1 << (mb - 1)))))
+        }
         Specials::FiniteNanOnes => (or_sign(i32c(sign_bit - 1)), or_sign(i32c(sign_bit - 1))),
         Specials::FiniteNanNegZero => (i32c(sign_bit), i32c(sign_bit)),
-        Specials::Finite => (
-            or_sign(i32c(max_code)),
-            bin(BinOp::Xor, sign.clone(), i32c(sign_bit)),
-        ),
+        Specials::Finite => (or_sign(i32c(max_code)), bin(BinOp::Xor, sign.clone(), i32c(sign_bit))),
     };
     let finite = match f.specials {
         // No negative zero: a magnitude rounding to 0 is +0 whatever the sign.
-        Specials::FiniteNanNegZero => {
-            e::select(bin(BinOp::Eq, mag.clone(), i32c(0)), i32c(0), or_sign(mag))
-        }
+        Specials::FiniteNanNegZero => e::select(bin(BinOp::Eq, mag.clone(), i32c(0)), i32c(0), or_sign(mag)),
         _ => or_sign(mag),
     };
     e::select(is_nan, nan_code, e::select(over, over_code, finite))
