@@ -103,7 +103,7 @@ pub fn driver_source(jobs: &[Job], board: bool) -> String {
     for j in jobs {
         let a = &j.artifacts;
         let n = &a.name;
-        let size = |t: &super::TensorInfo| t.shape.iter().product::<usize>() * t.dtype.size();
+        let size = |t: &super::TensorInfo| t.dtype.storage_bytes(t.shape.iter().product::<usize>());
         let _ = writeln!(s, "    {{ /* {n} */");
         let _ = writeln!(s, "        int set, rc;");
         let _ = writeln!(s, "        void *raw = ec_alloc({n}_ARENA_SIZE + 16);");
@@ -149,7 +149,7 @@ fn io(e: std::io::Error) -> ToolError {
 
 /// Bytes of one data set's inputs and outputs.
 fn io_bytes(a: &Artifacts) -> usize {
-    a.inputs.iter().chain(&a.outputs).map(|t| t.shape.iter().product::<usize>() * t.dtype.size()).sum()
+    a.inputs.iter().chain(&a.outputs).map(|t| t.dtype.storage_bytes(t.shape.iter().product::<usize>())).sum()
 }
 
 /// Writes, builds and runs `jobs` in `dir`; one result list per job (one per set).

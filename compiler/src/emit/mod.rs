@@ -192,7 +192,7 @@ impl Artifacts {
 
 /// Bytes of the inputs and outputs together.
 fn io_bytes(list: &[TensorInfo]) -> usize {
-    list.iter().map(|t| t.shape.iter().product::<usize>() * t.dtype.size()).sum()
+    list.iter().map(|t| t.dtype.storage_bytes(t.shape.iter().product::<usize>())).sum()
 }
 
 /// A backend failure as a compiler error: unsupported stays unsupported (exit 1, and
@@ -223,7 +223,9 @@ fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo>
     bufs.into_iter()
         .map(|b| {
             let b = program.buffer(b);
-            TensorInfo { name: b.name.clone(), dtype: b.dtype, shape: b.shape.clone() }
+            // Packed types are bytes inside the program; the caller sees their own type.
+            let (dtype, shape) = b.packed.as_ref().map_or((b.dtype, &b.shape), |p| (p.dtype, &p.shape));
+            TensorInfo { name: b.name.clone(), dtype, shape: shape.clone() }
         })
         .collect()
 }
