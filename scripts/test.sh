@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo test --workspace --release
+# The runtime is no_std: it must build for a bare Cortex-M.
+rustup target add thumbv7em-none-eabihf
+cargo build --release -p edgec-runtime --target thumbv7em-none-eabihf
 cargo build --release -p edgec-testsuite
 grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
   [ -n "$target" ] || continue

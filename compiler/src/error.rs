@@ -63,6 +63,10 @@ pub enum Error {
     /// A caller-side mistake: a `--dim` for no symbol, an input of the wrong size ...
     #[error("{0}")]
     Usage(String),
+    /// The compiled model exceeds the target's flash or RAM budget (the message says
+    /// which and by how much).
+    #[error("{0}")]
+    DoesNotFit(String),
     /// A bug in edgec itself, caught by the validator or an internal consistency check.
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -12,8 +12,7 @@ use edgec::back::{cranelift::emit_object, BackendError, EmitOptions, Input};
 use edgec::ir::{DType, Tensor};
 use edgec::kir::build::{iadd, ilt, imul, KernelBuilder};
 use edgec::kir::{e, interp, BinOp, BufId, BufKind, Expr, Program, Ty, UnOp};
-use edgec::plan::layout::{layout, Layout, Place};
-use edgec_runtime::BlobHeader;
+use edgec::plan::layout::{layout, Layout};
 use half::{bf16, f16};
 
 const HASH: u64 = 0x1234_5678_9abc_def0;
@@ -96,17 +95,9 @@ fn le_bytes(t: &Tensor) -> Vec<u8> {
     }
 }
 
-/// The weight blob for a program: header, then each weight at its layout offset.
+/// The weight blob for a program, as `edgec compile` writes it.
 fn weight_blob(p: &Program, l: &Layout) -> Vec<u8> {
-    let mut blob = vec![0u8; l.weights_size];
-    blob[..32].copy_from_slice(&BlobHeader { model_hash: HASH, total_size: l.weights_size as u64 }.to_bytes());
-    for (i, b) in p.buffers.iter().enumerate() {
-        if let (BufKind::Weight(t), Place::Weight(off)) = (&b.kind, l.places[i]) {
-            let bytes = le_bytes(t);
-            blob[off..off + bytes.len()].copy_from_slice(&bytes);
-        }
-    }
-    blob
+    edgec::emit::blob::build(p, l, HASH).expect("weight blob")
 }
 
 // ---------------------------------------------------------------- running

@@ -16,8 +16,10 @@
 
 /* Weight blob layout: header, then 16-byte aligned tensors. */
 #define EDGEC_BLOB_MAGIC        "EDGECWB"  /* 8 bytes with the terminating NUL */
-#define EDGEC_BLOB_VERSION      1u
+#define EDGEC_BLOB_VERSION      2u
 #define EDGEC_BLOB_HEADER_SIZE  32u
 #define EDGEC_BLOB_ALIGN        16u
+#define EDGEC_BLOB_END_MAGIC    "EDGECEND" /* last 16 bytes: these 8, then the model hash */
+#define EDGEC_BLOB_TRAILER_SIZE 16u
 
 #endif /* EDGEC_RUNTIME_H */

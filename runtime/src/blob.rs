@@ -9,14 +9,21 @@
 //!     16    8 model_hash   identifies the model and its compilation (u64)
 //!     24    8 total_size   bytes of the whole blob, header included (u64)
 //!     32    .. tensors, 16-byte aligned, little-endian, row-major
+//!  T-16    8 end magic    "EDGECEND" (T = total_size)
+//!  T-8     8 model_hash   again
 //! ```
 //! The code checks magic, version, hash and size before reading a tensor, so a wrong
-//! or truncated blob is an error code, never a wild read.
+//! blob is an error code, never a wild read. `NAME_run` gets no length, so it cannot
+//! see a short file by itself: the trailer, at `NAME_WEIGHTS_SIZE - 16`, is what catches
+//! a file read short into a buffer of `NAME_WEIGHTS_SIZE` bytes (the tail is then not
+//! the trailer), the usual way firmware loads a blob.
 
 pub const BLOB_MAGIC: [u8; 8] = *b"EDGECWB\0";
-pub const BLOB_VERSION: u32 = 1;
+pub const BLOB_VERSION: u32 = 2;
 pub const BLOB_HEADER_SIZE: usize = 32;
 pub const BLOB_ALIGN: usize = 16;
+pub const BLOB_END_MAGIC: [u8; 8] = *b"EDGECEND";
+pub const BLOB_TRAILER_SIZE: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobHeader {
@@ -32,6 +39,8 @@ pub enum BlobError {
     HeaderSize(u32),
     /// The recorded size differs from the bytes given (truncated or padded file).
     Size { recorded: u64, actual: u64 },
+    /// The trailer is not the end magic and the header's hash.
+    Trailer,
 }
 
 impl BlobHeader {
@@ -71,7 +80,18 @@ impl BlobHeader {
         if header.total_size != blob.len() as u64 {
             return Err(BlobError::Size { recorded: header.total_size, actual: blob.len() as u64 });
         }
+        if blob.len() < BLOB_HEADER_SIZE + BLOB_TRAILER_SIZE || blob[blob.len() - BLOB_TRAILER_SIZE..] != header.trailer() {
+            return Err(BlobError::Trailer);
+        }
         Ok(header)
+    }
+
+    /// The last [`BLOB_TRAILER_SIZE`] bytes of the blob.
+    pub fn trailer(&self) -> [u8; BLOB_TRAILER_SIZE] {
+        let mut t = [0u8; BLOB_TRAILER_SIZE];
+        t[..8].copy_from_slice(&BLOB_END_MAGIC);
+        t[8..].copy_from_slice(&self.model_hash.to_le_bytes());
+        t
     }
 }
 
@@ -84,6 +104,8 @@ mod tests {
         let h = BlobHeader { model_hash: 0x1234_5678_9abc_def0, total_size: 48 };
         let mut blob = [0u8; 48];
         blob[..BLOB_HEADER_SIZE].copy_from_slice(&h.to_bytes());
+        assert_eq!(BlobHeader::parse(&blob), Err(BlobError::Trailer));
+        blob[48 - BLOB_TRAILER_SIZE..].copy_from_slice(&h.trailer());
         assert_eq!(BlobHeader::parse(&blob), Ok(h));
         assert_eq!(BlobHeader::parse(&blob[..40]), Err(BlobError::Size { recorded: 48, actual: 40 }));
         assert_eq!(BlobHeader::parse(&blob[..10]), Err(BlobError::TooShort));

@@ -18,7 +18,8 @@ use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Targets to count on (repeatable): any QEMU target of the runner, e.g.
-    /// `cortex-a53`, `riscv64`, `riscv64-v`, `c-cortex-a53`, `c-riscv64`.
+    /// `cortex-a53`, `riscv64`, `riscv64-v`, `c-cortex-a53`, `c-riscv64`, and the
+    /// boards `cortex-m4`, `cortex-m7`, `cortex-m55`, `riscv32`.
     #[arg(long = "target", default_value = "cortex-a53")]
     targets: Vec<String>,
     /// Directory of model folders (`NAME/model.onnx` + `test_data_set_0`); default the
@@ -157,7 +158,11 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             let known: Vec<&str> = toolchain::TOOLCHAINS.iter().map(|t| t.name).collect();
             format!("no runner target '{t}' (known: {})", known.join(", "))
         })?;
-        println!("target {t} ({}), {} counted runs per model", tc.run_prefix.join(" "), args.runs.max(1));
+        let runs_on = match tc.board {
+            Some(b) => format!("{} firmware, -icount shift=0", b.qemu.join(" ")),
+            None => tc.run_prefix.join(" "),
+        };
+        println!("target {t} ({runs_on}), {} counted runs per model", args.runs.max(1));
         println!("{:<20} {:>12} {:>15} {:>15} {:>10}  {}", "model", "MACs", "instr/infer", "in model code", "instr/MAC", "check");
         for dir in &dirs {
             let row = bench_model(tc, dir, args, &plugin, work.path()).with_context(|| format!("{} on {t}", dir.display()))?;

@@ -122,6 +122,7 @@ fn run_cases(tc: &Toolchain, batch: &[Pending]) -> Result<Vec<CaseResult>, ToolE
             let o = match r {
                 SetResult::Outputs(got) => check(&got, expected),
                 SetResult::Code(c) => Outcome::Failed(format!("NAME_run returned {c}")),
+                SetResult::Unsupported(why) => Outcome::Unsupported(why),
                 SetResult::Error(why) => Outcome::Failed(why),
             };
             if outcome == Outcome::Passed {

@@ -27,7 +27,9 @@ pub struct Args {
     /// What runs the cases: `reference` (the evaluator), `kir` (lowering to KIR and
     /// the KIR interpreter, the oracle for the backends), or a target that compiles and
     /// runs generated code: `c-host` (C backend, host cc), `host` (Cranelift),
-    /// `cortex-a53`, `riscv64`, `riscv64-v` (Cranelift under QEMU), `c-cortex-a53`, `c-riscv64`.
+    /// `cortex-a53`, `riscv64`, `riscv64-v` (Cranelift under QEMU), `c-cortex-a53`, `c-riscv64`,
+    /// and the microcontrollers `cortex-m4`, `cortex-m7`, `cortex-m55`, `riscv32` (C
+    /// firmware under QEMU system emulation, docs/microcontrollers.md).
     #[arg(long, default_value = "reference")]
     pub target: String,
     /// Only cases whose name contains PATTERN, or whose op type is PATTERN.
@@ -263,7 +265,8 @@ fn report(args: &Args, results: &[CaseResult]) -> bool {
     }
     let specialized = crate::specialize::SPECIALIZED.load(std::sync::atomic::Ordering::Relaxed);
     if specialized > 0 {
-        println!("{specialized} cases were compiled with their small integer/bool inputs fixed to the test's values (shape-deciding inputs; see docs/conformance.md)");
+        let floats = crate::specialize::SPECIALIZED_FLOAT.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{specialized} cases were compiled with their small integer/bool inputs fixed to the test's values, {floats} of them also with shape-deciding float inputs fixed (see docs/conformance.md)");
     }
     println!("onnx-node {}: {passed} passed, {failed} failed, {unsupported} unsupported", args.target);
     failed == 0 && floor_ok

@@ -157,10 +157,6 @@ fn compile(p: &Program, name: &str, embed: bool) -> Artifacts {
     compile_program(p, &l, (1, 1), &opts).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn run_c(jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
-    run_on("c-host", jobs)
-}
-
 fn run_on(toolchain: &str, jobs: Vec<Job>) -> Vec<Vec<SetResult>> {
     let dir = tempfile::tempdir().unwrap();
     let tc = toolchain::find(toolchain).unwrap();
@@ -212,6 +208,28 @@ fn c_backend_matches_the_interpreter_on_riscv64() {
     matches_interpreter("c-riscv64");
 }
 
+// The microcontroller targets: firmware images under QEMU system emulation
+// (docs/microcontrollers.md); soft double on the M4 and RV32, single/double FPUs.
+#[test]
+fn c_backend_matches_the_interpreter_on_cortex_m4() {
+    matches_interpreter("cortex-m4");
+}
+
+#[test]
+fn c_backend_matches_the_interpreter_on_cortex_m7() {
+    matches_interpreter("cortex-m7");
+}
+
+#[test]
+fn c_backend_matches_the_interpreter_on_cortex_m55() {
+    matches_interpreter("cortex-m55");
+}
+
+#[test]
+fn c_backend_matches_the_interpreter_on_riscv32() {
+    matches_interpreter("riscv32");
+}
+
 fn matches_interpreter(toolchain: &str) {
     let cases = [("floats", float_program(), inputs_float()), ("ints", int_program(), inputs_int())];
     let jobs: Vec<Job> = cases.iter().map(|(n, p, i)| Job { artifacts: compile(p, n, false), sets: vec![i.clone()] }).collect();
@@ -227,6 +245,15 @@ fn matches_interpreter(toolchain: &str) {
 
 #[test]
 fn fail_statements_return_their_code_and_embedded_weights_work() {
+    fail_codes_and_embedded_weights("c-host");
+}
+
+#[test]
+fn fail_statements_and_embedded_weights_on_a_board() {
+    fail_codes_and_embedded_weights("cortex-m7");
+}
+
+fn fail_codes_and_embedded_weights(toolchain: &str) {
     let p = gather_program();
     let good = vec![Tensor::from_vec(&[4], vec![4i64, 0, 2, 1])];
     let bad = vec![Tensor::from_vec(&[4], vec![0i64, 5, 2, 1])];
@@ -236,8 +263,8 @@ fn fail_statements_return_their_code_and_embedded_weights_work() {
     ];
     let want = interp::run(&p, &good).unwrap();
     assert_eq!(interp::run(&p, &bad), Err(interp::Stop::Fail(6)));
-    let r: Vec<SetResult> = run_c(jobs).into_iter().flatten().collect();
-    let [SetResult::Outputs(a), SetResult::Code(6), SetResult::Outputs(c)] = &r[..] else { panic!("{r:?}") };
+    let r: Vec<SetResult> = run_on(toolchain, jobs).into_iter().flatten().collect();
+    let [SetResult::Outputs(a), SetResult::Code(6), SetResult::Outputs(c)] = &r[..] else { panic!("{toolchain}: {r:?}") };
     assert_same("gather", &a[0], &want[0]);
     assert_same("gather (embedded weights)", &c[0], &want[0]);
 }

@@ -1,4 +1,5 @@
-//! Whole models through the compile path on the host C compiler: compile, write the
+//! Whole models through the compile path on the host C compiler (and the reference
+//! models also on two microcontroller boards under QEMU): compile, write the
 //! artifacts, build a plain C driver that includes NAME.h, reads NAME.weights and calls
 //! NAME_run, and compare with the reference outputs.
 //!
@@ -23,9 +24,9 @@ fn dims(pairs: &[(&str, usize)]) -> Bindings {
     Bindings { dims: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(), input_shapes: BTreeMap::new() }
 }
 
-/// Compiles `dir/model.onnx` to C; `Ok(false)` when edgec cannot generate code for it
-/// yet (a clean "unsupported"), `Ok(true)` when the C code reproduced every output.
-fn check(dir: &Path, bindings: &Bindings, name: &str) -> bool {
+/// Compiles `dir/model.onnx` to C; `None` when edgec cannot generate code for it yet
+/// (a clean "unsupported"), else the job and each set's expected outputs.
+fn compile_case(dir: &Path, bindings: &Bindings, name: &str) -> Option<(Job, Vec<Vec<edgec::ir::Tensor>>)> {
     let what = dir.display();
     let model = edgec::front::onnx::load(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{what}: {e}"));
     model.check_supported().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -35,23 +36,55 @@ fn check(dir: &Path, bindings: &Bindings, name: &str) -> bool {
     let opts = CompileOptions { name, target, code: CodeKind::C, embed_weights: false };
     let artifacts = match edgec::emit::compile(&graph, ops_before, &opts) {
         Ok(a) => a,
-        Err(e) if e.is_unsupported() => return false,
+        Err(e) if e.is_unsupported() => return None,
         Err(e) => panic!("{what}: {e}"),
     };
     let sets = data_sets(dir);
     assert!(!sets.is_empty(), "{what} has reference data");
     let data: Vec<_> = sets.iter().map(|s| (read_numbered(s, "input").unwrap(), read_numbered(s, "output").unwrap())).collect();
     let job = Job { artifacts, sets: data.iter().map(|(i, _)| i.clone()).collect() };
+    Some((job, data.into_iter().map(|(_, o)| o).collect()))
+}
+
+/// Runs the jobs as one batch on `toolchain` and compares every set's outputs.
+fn run_and_compare(toolchain: &str, cases: Vec<(Job, Vec<Vec<edgec::ir::Tensor>>)>) {
     let tmp = tempfile::tempdir().unwrap();
-    let ran = run_batch(toolchain::find("c-host").unwrap(), &[job], tmp.path()).unwrap_or_else(|e| panic!("{e}"));
-    for (r, (_, expected)) in ran.into_iter().flatten().zip(&data) {
-        let SetResult::Outputs(got) = r else { panic!("{what}: {r:?}") };
-        assert_eq!(got.len(), expected.len());
-        for (k, (g, w)) in got.iter().zip(expected).enumerate() {
-            compare(g, w, CONTRACT).unwrap_or_else(|e| panic!("{what} output {k}: {e}"));
+    let jobs: Vec<Job> = cases.iter().map(|(j, _)| j.clone()).collect();
+    let ran = run_batch(toolchain::find(toolchain).unwrap(), &jobs, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    for ((job, expected), results) in cases.iter().zip(ran) {
+        let what = format!("{} on {toolchain}", job.artifacts.name);
+        for (r, expected) in results.into_iter().zip(expected) {
+            let SetResult::Outputs(got) = r else { panic!("{what}: {r:?}") };
+            assert_eq!(got.len(), expected.len());
+            for (k, (g, w)) in got.iter().zip(expected).enumerate() {
+                compare(g, w, CONTRACT).unwrap_or_else(|e| panic!("{what} output {k}: {e}"));
+            }
         }
     }
-    true
+}
+
+/// A case on the host C compiler: `false` when unsupported, `true` when the C code
+/// reproduced every output.
+fn check(dir: &Path, bindings: &Bindings, name: &str) -> bool {
+    match compile_case(dir, bindings, name) {
+        Some(case) => {
+            run_and_compare("c-host", vec![case]);
+            true
+        }
+        None => false,
+    }
+}
+
+fn reference_models() -> Vec<(&'static str, Bindings)> {
+    let kv = dims(&[("batch", 1), ("past_sequence_length", 16), ("total_sequence_length", 17)]);
+    vec![
+        ("gpt2_prefill", Bindings::default()),
+        ("gpt2_decode_kv", kv),
+        ("chargpt", Bindings::default()),
+        ("dcgan_generator", Bindings::default()),
+        ("hifigan_tiny", Bindings::default()),
+        ("digits_vae_decoder", Bindings::default()),
+    ]
 }
 
 /// Graph outputs that are inputs or folded constants (f16, bool, i64): runs today.
@@ -69,16 +102,20 @@ fn frontend_cases_compile_or_are_unsupported() {
 
 #[test]
 fn reference_models_compile_or_are_unsupported() {
-    let kv = dims(&[("batch", 1), ("past_sequence_length", 16), ("total_sequence_length", 17)]);
-    for (m, b) in [
-        ("gpt2_prefill", Bindings::default()),
-        ("gpt2_decode_kv", kv),
-        ("chargpt", Bindings::default()),
-        ("dcgan_generator", Bindings::default()),
-        ("hifigan_tiny", Bindings::default()),
-        ("digits_vae_decoder", Bindings::default()),
-    ] {
+    for (m, b) in reference_models() {
         check(&testsuite().join("models").join(m), &b, m);
+    }
+}
+
+/// The six reference models in one firmware image per board, under QEMU system
+/// emulation (docs/microcontrollers.md): Cortex-M7 and RV32 (soft float).
+#[test]
+fn reference_models_run_on_microcontroller_boards() {
+    for board in ["cortex-m7", "riscv32"] {
+        let cases: Vec<_> =
+            reference_models().iter().filter_map(|(m, b)| compile_case(&testsuite().join("models").join(m), b, m)).collect();
+        assert_eq!(cases.len(), 6, "all six reference models compile");
+        run_and_compare(board, cases);
     }
 }
 
@@ -98,7 +135,8 @@ fn headers_compile_strictly_and_coexist() {
 int main(void) { return (int)(first_NUM_INPUTS + second_WEIGHTS_SIZE) + EDGEC_OK - 2; }\n";
     std::fs::write(dir.path().join("main.c"), main).unwrap();
     let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "main.c", "first.c", "second.c", "-o", "main"])
+        // second is embedded on an MCU target: its blob comes from second_weights.S (.incbin).
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-I", ".", "main.c", "first.c", "second.c", "second_weights.S", "-o", "main"])
         .current_dir(dir.path())
         .output()
         .expect("cc (the host C compiler) must be installed");

@@ -105,6 +105,18 @@ struct CompileArgs {
     /// Put the weights in the object's read-only data instead of NAME.weights.
     #[arg(long)]
     embed_weights: bool,
+    /// Also write an HTML page of the memory plan (arena over time) and bytes per kernel.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// MCU targets with --embed-weights: the section of the weights (default .edgec_weights).
+    #[arg(long = "weights-section", value_name = "NAME")]
+    weights_section: Option<String>,
+    /// MCU targets: flash available to code + weights (bytes; K and M suffixes, 1024-based).
+    #[arg(long = "flash-budget", value_name = "BYTES", value_parser = edgec::emit::footprint::parse_bytes)]
+    flash_budget: Option<usize>,
+    /// MCU targets: RAM available to arena + inputs/outputs + stack (bytes; K, M suffixes).
+    #[arg(long = "ram-budget", value_name = "BYTES", value_parser = edgec::emit::footprint::parse_bytes)]
+    ram_budget: Option<usize>,
 }
 
 #[derive(Args)]
@@ -187,8 +199,23 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(Emit::Obj) => CodeKind::Object,
                 None => CodeKind::default_for(target),
             };
+            let mcu = edgec::emit::footprint::is_mcu(target);
+            if !mcu && (a.flash_budget.is_some() || a.ram_budget.is_some() || a.weights_section.is_some()) {
+                return Err(edgec::Error::Usage(format!(
+                    "--flash-budget, --ram-budget and --weights-section apply to the MCU targets (cortex-m4, cortex-m7, cortex-m55, riscv32), not '{}'",
+                    target.name
+                ))
+                .into());
+            }
+            if let Some(s) = &a.weights_section {
+                if !a.embed_weights {
+                    return Err(edgec::Error::Usage("--weights-section needs --embed-weights".into()).into());
+                }
+                edgec::emit::weights_asm::check_section_name(s).map_err(edgec::Error::Usage)?;
+            }
+            let flags = compile::McuFlags { weights_section: a.weights_section.clone(), flash_budget: a.flash_budget, ram_budget: a.ram_budget };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
-            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts)
+            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts, &flags, a.report.as_deref())
         }
     }
 }

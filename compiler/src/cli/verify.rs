@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use edgec::pipeline::{prepare, Bindings};
 use edgec::emit::driver::{run_batch, Job, SetResult};
-use edgec::emit::toolchain::{self, ToolError};
+use edgec::emit::toolchain;
 use edgec::emit::CompileOptions;
 use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
@@ -85,7 +85,7 @@ pub fn verify(model_path: &Path, target: &str, test_data: &[PathBuf], bindings: 
                 let dir = tempfile::tempdir()?;
                 let ran = match run_batch(tc, std::slice::from_ref(&job), dir.path()) {
                     Ok(r) => r,
-                    Err(e @ ToolError::Missing(_)) | Err(e @ ToolError::Failed(_)) => {
+                    Err(e) => {
                         eprintln!("error: {e}");
                         return Ok(4);
                     }
@@ -94,6 +94,7 @@ pub fn verify(model_path: &Path, target: &str, test_data: &[PathBuf], bindings: 
                     match r {
                         SetResult::Outputs(o) => results[k] = Some(o),
                         SetResult::Code(c) => bail!("{}: model_run returned error code {c}", sets[k].display()),
+                        SetResult::Unsupported(why) => return Err(edgec::Error::UnsupportedModel(why).into()),
                         SetResult::Error(why) => {
                             eprintln!("error: {}: {why}", sets[k].display());
                             return Ok(4);

@@ -1,7 +1,7 @@
 //! The weight blob (`NAME.weights`, format in `runtime/src/blob.rs`) and the model hash
 //! its header carries.
 
-use edgec_runtime::{BlobHeader, BLOB_HEADER_SIZE};
+use edgec_runtime::{BlobHeader, BLOB_HEADER_SIZE, BLOB_TRAILER_SIZE};
 use sha2::{Digest, Sha256};
 
 use super::bytes::to_le_bytes;
@@ -13,14 +13,16 @@ use crate::plan::layout::{Layout, Place};
 /// padding between), `layout.weights_size` bytes in all.
 pub fn build(program: &Program, layout: &Layout, model_hash: u64) -> Result<Vec<u8>, BackendError> {
     let mut blob = payload(program, layout)?;
-    let header = BlobHeader { model_hash, total_size: blob.len() as u64 }.to_bytes();
-    blob[..BLOB_HEADER_SIZE].copy_from_slice(&header);
+    let header = BlobHeader { model_hash, total_size: blob.len() as u64 };
+    blob[..BLOB_HEADER_SIZE].copy_from_slice(&header.to_bytes());
+    let end = blob.len() - BLOB_TRAILER_SIZE;
+    blob[end..].copy_from_slice(&header.trailer());
     Ok(blob)
 }
 
 /// The blob with a zeroed header.
 fn payload(program: &Program, layout: &Layout) -> Result<Vec<u8>, BackendError> {
-    let mut blob = vec![0u8; layout.weights_size.max(BLOB_HEADER_SIZE)];
+    let mut blob = vec![0u8; layout.weights_size.max(BLOB_HEADER_SIZE + BLOB_TRAILER_SIZE)];
     for (i, b) in program.buffers.iter().enumerate() {
         let (BufKind::Weight(t), Place::Weight(off)) = (&b.kind, layout.places[i]) else { continue };
         let bytes = to_le_bytes(t).ok_or_else(|| BackendError::Unsupported {

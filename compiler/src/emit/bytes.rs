@@ -1,13 +1,14 @@
 //! Tensors ↔ the raw little-endian bytes generated code reads and writes: row-major,
-//! f16/bf16 as their bit patterns, bool as one byte 0/1. The weight blob, the test
-//! drivers' input and output files and the embedded weights all use this form.
+//! f16/bf16 as their bit patterns, bool as one byte 0/1, the packed types (8-bit floats,
+//! 4- and 2-bit types) in ONNX's packed layout (`ir::packed::pack`). The weight blob, the
+//! test drivers' input and output files and the embedded weights all use this form.
 
 use half::{bf16, f16};
 
 use crate::ir::{DType, Tensor};
 
-/// The tensor's elements as little-endian bytes; `None` for the packed sub-byte and
-/// 8-bit float types, which code generation does not handle.
+/// The tensor's elements as little-endian bytes; `None` for E8M0, which code generation
+/// does not handle.
 pub fn to_le_bytes(t: &Tensor) -> Option<Vec<u8>> {
     fn le<T: Copy, const N: usize>(a: &ndarray::ArrayD<T>, f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
         a.iter().flat_map(|&x| f(x)).collect()
@@ -26,7 +27,8 @@ pub fn to_le_bytes(t: &Tensor) -> Option<Vec<u8>> {
         Tensor::I64(a) => le(a, i64::to_le_bytes),
         Tensor::U64(a) => le(a, u64::to_le_bytes),
         Tensor::Bool(a) => le(a, |x: bool| [x as u8]),
-        Tensor::Packed(..) => return None,
+        Tensor::Packed(d, _) if !crate::kir::packed::is_expanded(*d) => return None,
+        Tensor::Packed(d, a) => crate::ir::packed::pack(*d, &a.iter().copied().collect::<Vec<u8>>()),
     })
 }
 
@@ -34,7 +36,7 @@ pub fn to_le_bytes(t: &Tensor) -> Option<Vec<u8>> {
 /// length is wrong or the type is not a code generation type.
 pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Option<Tensor> {
     let n: usize = shape.iter().product();
-    if bytes.len() != n * dtype.size() {
+    if bytes.len() != dtype.storage_bytes(n) {
         return None;
     }
     fn vals<T, const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
@@ -54,6 +56,10 @@ pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Option<Tens
         DType::I64 => Tensor::from_vec(shape, vals(bytes, i64::from_le_bytes)),
         DType::U64 => Tensor::from_vec(shape, vals(bytes, u64::from_le_bytes)),
         DType::Bool => Tensor::from_vec(shape, vals(bytes, |b: [u8; 1]| b[0] != 0)),
+        d if crate::kir::packed::is_expanded(d) => Tensor::Packed(
+            d,
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), crate::ir::packed::unpack(d, bytes, n)).ok()?,
+        ),
         _ => return None,
     })
 }

@@ -32,7 +32,7 @@ pub fn header(iface: &Interface) -> String {
             let _ = writeln!(h, "#define {n}_{kind}_{k}_RANK {}u", t.shape.len());
             let _ = writeln!(h, "#define {n}_{kind}_{k}_SHAPE {{ {} }}", if shape.is_empty() { "1".into() } else { shape.join(", ") });
             let _ = writeln!(h, "#define {n}_{kind}_{k}_NUMEL {numel}u");
-            let _ = writeln!(h, "#define {n}_{kind}_{k}_SIZE {}u /* bytes */\n", numel * t.dtype.size());
+            let _ = writeln!(h, "#define {n}_{kind}_{k}_SIZE {}u /* bytes */\n", t.dtype.storage_bytes(numel));
         }
     }
     if iface.embedded {

@@ -6,8 +6,9 @@
 //! right around `NAME_run` (emit/driver.rs); the plugin snapshots its counter at their
 //! first instructions, so a span is one inference, whatever it calls. A second counter
 //! covers only the model's own code (the address range of its object's functions).
-//! The driver is linked without PIE so `nm` addresses are the run-time ones; user-mode
-//! runs get an empty environment and a fixed argv, system-mode runs `-icount shift=0`.
+//! The driver is linked without PIE so `nm` addresses are the run-time ones (a board's
+//! firmware image is linked at fixed addresses anyway); runs get an empty environment
+//! and, in user mode, a fixed argv; system-mode runs (the boards) add `-icount shift=0`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,14 +155,15 @@ fn plugin_config(tc: &Toolchain, plugin: &Path, name: &str, exe: &Path, out: &Pa
     Ok(RunConfig { emulator_args, deterministic: true })
 }
 
+/// Firmware images run under QEMU system mode.
 fn is_system_mode(tc: &Toolchain) -> bool {
-    tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-system"))
+    tc.board.is_some()
 }
 
 /// Builds and runs `job` in `dir` under the plugin at `plugin` (from [`build_plugin`]):
 /// each set's results and its instruction count.
 pub fn count(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Vec<SetResult>, Vec<Count>), ToolError> {
-    if !tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-")) {
+    if !is_system_mode(tc) && !tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-")) {
         return Err(ToolError::Failed(format!("target '{}' runs natively; instruction counts need a QEMU target", tc.name)));
     }
     std::fs::create_dir_all(dir).map_err(io)?;

@@ -28,6 +28,9 @@ struct Manifest<'a> {
     code_bytes: usize,
     embedded_weights: bool,
     model_hash: String,
+    /// MCU targets: flash/RAM figures and budgets (emit/footprint.rs).
+    #[serde(flatten)]
+    footprint: Option<&'a super::footprint::Footprint>,
 }
 
 fn tensors(l: &[super::TensorInfo]) -> Vec<Tensor<'_>> {
@@ -51,6 +54,7 @@ pub fn manifest(iface: &Interface, report: &Report) -> String {
         code_bytes: report.code_bytes,
         embedded_weights: iface.embedded,
         model_hash: format!("{:016x}", report.model_hash),
+        footprint: report.footprint.as_ref(),
     };
     let mut s = serde_json::to_string_pretty(&m).unwrap_or_default();
     s.push('\n');

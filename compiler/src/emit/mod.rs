@@ -5,15 +5,22 @@
 //! (`NAME.c` or `NAME.o`), `NAME.weights` ([`blob`]) and `NAME.json` ([`manifest`]).
 //! Nothing touches the disk until [`write::write_all`], so a failure anywhere leaves
 //! no partial output. [`toolchain`] and [`driver`] build and run generated code for
-//! tests (`edgec verify`, the node-test runner).
+//! tests (`edgec verify`, the node-test runner). For the MCU targets, [`footprint`]
+//! accounts flash and RAM, [`firmware`] runs the cross compiler at compile time, and
+//! [`weights_asm`] places embedded weights in a section of their own.
 
 pub mod blob;
+pub mod board;
 pub mod bytes;
 pub mod driver;
+pub mod firmware;
+pub mod footprint;
 pub mod header;
+pub mod html;
 pub mod icount;
 pub mod manifest;
 pub mod toolchain;
+pub mod weights_asm;
 pub mod write;
 
 use crate::back::{self, BackendError, EmitOptions};
@@ -82,6 +89,8 @@ pub struct Report {
     pub code_kind: &'static str,
     pub code_bytes: usize,
     pub model_hash: u64,
+    /// Flash and RAM (MCU targets only).
+    pub footprint: Option<footprint::Footprint>,
 }
 
 /// The generated code.
@@ -91,18 +100,32 @@ pub enum Code {
     Object(Vec<u8>),
 }
 
+/// Embedded weights on an MCU target: `NAME_weights.S` (`source`, placing the blob in
+/// `section`) and `NAME_weights.bin` (`blob`), beside a `NAME.c` that declares them.
+#[derive(Clone)]
+pub struct WeightsAsm {
+    pub section: String,
+    pub source: String,
+    pub blob: Vec<u8>,
+}
+
 /// Everything a compilation produces, not yet written.
 #[derive(Clone)]
 pub struct Artifacts {
     pub name: String,
+    pub target: &'static Target,
     pub header: String,
     pub code: Code,
     /// `None` with embedded weights.
     pub weights: Option<Vec<u8>>,
+    /// Embedded weights of C code for an MCU target (see [`weights_asm`]).
+    pub weights_asm: Option<WeightsAsm>,
     pub manifest: String,
     pub report: Report,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
+    /// The schedule and memory plan, for `--report FILE.html`.
+    pub timeline: html::Timeline,
 }
 
 impl Artifacts {
@@ -117,9 +140,60 @@ impl Artifacts {
         if let Some(w) = &self.weights {
             v.push((format!("{n}.weights"), w.as_slice()));
         }
+        if let Some(w) = &self.weights_asm {
+            v.push((format!("{n}_weights.S"), w.source.as_bytes()));
+            v.push((format!("{n}_weights.bin"), w.blob.as_slice()));
+        }
         v.push((format!("{n}.json"), self.manifest.as_bytes()));
         v
     }
+
+    /// Puts embedded weights (MCU targets) in `section` instead of the default.
+    pub fn set_weights_section(&mut self, section: &str) {
+        if let Some(w) = &mut self.weights_asm {
+            w.section = section.to_string();
+            w.source = weights_asm::source(&self.name, section, w.blob.len());
+        }
+    }
+
+    /// Replaces the C code by the cross compiler's object (embedded weights linked in).
+    pub fn set_object(&mut self, object: Vec<u8>) {
+        self.report.code_bytes = object.len();
+        self.report.code_kind = "obj";
+        self.code = Code::Object(object);
+        self.weights_asm = None;
+        self.refresh_manifest();
+    }
+
+    /// Replaces the flash/RAM figures (measured by [`firmware::build`]).
+    pub fn set_footprint(&mut self, f: footprint::Footprint) {
+        self.report.footprint = Some(f);
+        self.refresh_manifest();
+    }
+
+    fn refresh_manifest(&mut self) {
+        let iface = self.interface();
+        self.manifest = manifest::manifest(&iface, &self.report);
+    }
+
+    fn interface(&self) -> Interface<'_> {
+        let embedded = self.weights.is_none();
+        Interface {
+            name: &self.name,
+            target: self.target.name,
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            weights_size: if embedded { 0 } else { self.report.weights_bytes },
+            arena_size: self.report.arena_bytes,
+            arena_align: ARENA_ALIGN,
+            embedded,
+        }
+    }
+}
+
+/// Bytes of the inputs and outputs together.
+fn io_bytes(list: &[TensorInfo]) -> usize {
+    list.iter().map(|t| t.dtype.storage_bytes(t.shape.iter().product::<usize>())).sum()
 }
 
 /// A backend failure as a compiler error: unsupported stays unsupported (exit 1, and
@@ -150,7 +224,9 @@ fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo>
     bufs.into_iter()
         .map(|b| {
             let b = program.buffer(b);
-            TensorInfo { name: b.name.clone(), dtype: b.dtype, shape: b.shape.clone() }
+            // Packed types are bytes inside the program; the caller sees their own type.
+            let (dtype, shape) = b.packed.as_ref().map_or((b.dtype, &b.shape), |p| (p.dtype, &p.shape));
+            TensorInfo { name: b.name.clone(), dtype, shape: shape.clone() }
         })
         .collect()
 }
@@ -181,6 +257,17 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
         Code::C(s) => s.len(),
         Code::Object(o) => o.len(),
     };
+    // MCU targets: flash and RAM with the code size estimated; `edgec compile` replaces
+    // it by the cross compiler's figures when it can (firmware::build).
+    let footprint = footprint::default_budget(opts.target).map(|budget| {
+        let code = match &code {
+            Code::C(s) => footprint::CodeSize::estimate(s.len()),
+            Code::Object(o) => footprint::CodeSize { text: o.len(), data: 0, bss: 0, measured: false },
+        };
+        let io = io_bytes(&inputs) + io_bytes(&outputs);
+        footprint::Footprint::new(code, blob.len(), layout.arena_size, io, None, budget)
+    });
+    let asm_weights = opts.embed_weights && opts.code == CodeKind::C && back::c::embeds_by_reference(opts.target);
     let iface = Interface {
         name: opts.name,
         target: opts.target.name,
@@ -204,15 +291,23 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
         },
         code_bytes,
         model_hash,
+        footprint,
     };
     Ok(Artifacts {
         name: opts.name.to_string(),
         header: header::header(&iface),
         manifest: manifest::manifest(&iface, &report),
         code,
+        target: opts.target,
+        weights_asm: asm_weights.then(|| WeightsAsm {
+            section: weights_asm::DEFAULT_SECTION.to_string(),
+            source: weights_asm::source(opts.name, weights_asm::DEFAULT_SECTION, blob.len()),
+            blob: blob.clone(),
+        }),
         weights: (!opts.embed_weights).then_some(blob),
         report,
         inputs,
         outputs,
+        timeline: html::Timeline::new(program, layout),
     })
 }

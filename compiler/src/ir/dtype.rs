@@ -127,6 +127,16 @@ impl DType {
         self.bits().div_ceil(8)
     }
 
+    /// Bytes `numel` elements take in generated code's memory, the caller's buffers and
+    /// the weight blob: ONNX's packed layout (8-bit types one per byte, 4-bit types two
+    /// per byte and 2-bit types four per byte, low bits first, the last byte padded).
+    pub fn storage_bytes(self, numel: usize) -> usize {
+        match self.bits() {
+            b if b < 8 => (numel * b).div_ceil(8),
+            _ => numel * self.size(),
+        }
+    }
+
     pub fn is_float(self) -> bool {
         use DType::*;
         matches!(
@@ -180,9 +190,11 @@ impl TypeInfo {
     pub fn numel(&self) -> Option<usize> {
         self.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
-    /// Bytes in memory; `None` on overflow.
+    /// Bytes in memory (sub-byte types packed, [`DType::storage_bytes`]); `None` on overflow.
     pub fn bytes(&self) -> Option<usize> {
-        self.numel()?.checked_mul(self.dtype.size())
+        let n = self.numel()?;
+        n.checked_mul(self.dtype.size())?;
+        Some(self.dtype.storage_bytes(n))
     }
 }
 

@@ -257,6 +257,34 @@ pub fn encode(dtype: DType, v: f64, saturate: bool) -> u8 {
     }
 }
 
+/// Element bit patterns (one per byte) in ONNX's packed layout: sub-byte elements low
+/// bits first, the last byte zero-padded; 8-bit patterns unchanged.
+pub fn pack(dtype: DType, elems: &[u8]) -> Vec<u8> {
+    let bits = dtype.bits();
+    if bits >= 8 {
+        return elems.to_vec();
+    }
+    let mut out = vec![0u8; dtype.storage_bytes(elems.len())];
+    let per = 8 / bits;
+    let mask = (1u8 << bits) - 1;
+    for (i, &b) in elems.iter().enumerate() {
+        out[i / per] |= (b & mask) << ((i % per) * bits);
+    }
+    out
+}
+
+/// The inverse of [`pack`]: `numel` bit patterns, one per byte. `bytes` must hold at
+/// least `dtype.storage_bytes(numel)` bytes.
+pub fn unpack(dtype: DType, bytes: &[u8], numel: usize) -> Vec<u8> {
+    let bits = dtype.bits();
+    if bits >= 8 {
+        return bytes[..numel].to_vec();
+    }
+    let per = 8 / bits;
+    let mask = (1u8 << bits) - 1;
+    (0..numel).map(|i| (bytes[i / per] >> ((i % per) * bits)) & mask).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +323,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pack_round_trips() {
+        let elems: Vec<u8> = (0..7).map(|i| (i * 5) as u8 & 0xF).collect();
+        let p = pack(DType::I4, &elems);
+        assert_eq!(p, vec![0x50, 0xFA, 0x94, 0x0E]);
+        assert_eq!(unpack(DType::I4, &p, 7), elems);
+        let two: Vec<u8> = vec![1, 2, 3, 0, 1];
+        assert_eq!(pack(DType::U2, &two), vec![0b00_11_10_01, 0b01]);
+        assert_eq!(unpack(DType::U2, &pack(DType::U2, &two), 5), two);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use half::{bf16, f16};
 
 use super::{BinOp, BufId, BufKind, Expr, Kernel, Lit, Program, Stmt, Ty, UnOp, Var};
-use crate::ir::{DType, Tensor};
+use crate::ir::{packed, DType, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Val {
@@ -69,13 +69,24 @@ pub fn run(prog: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, Stop> {
     let mut mem: Vec<Vec<Val>> = Vec::with_capacity(prog.buffers.len());
     for b in &prog.buffers {
         let ty = Ty::of_storage(b.dtype).ok_or_else(|| Stop::Bug(format!("buffer '{}' of type {}", b.name, b.dtype)))?;
+        if super::packed::is_expanded(b.dtype) {
+            return Err(Stop::Bug(format!("buffer '{}' of type {} (kir::packed::expand not run)", b.name, b.dtype)));
+        }
         let data = match &b.kind {
             BufKind::Input(k) => {
                 let t = inputs.get(*k).ok_or_else(|| Stop::Bug(format!("input {k} not given")))?;
-                if t.shape() != b.shape.as_slice() || t.dtype() != b.dtype {
-                    return Err(Stop::Bug(format!("input {k} is {}, expected {}{:?}", t.type_info(), b.dtype, b.shape)));
+                let (dtype, shape) = b.packed.as_ref().map_or((b.dtype, &b.shape), |p| (p.dtype, &p.shape));
+                if t.shape() != shape.as_slice() || t.dtype() != dtype {
+                    return Err(Stop::Bug(format!("input {k} is {}, expected {}{:?}", t.type_info(), dtype, shape)));
                 }
-                tensor_vals(t, ty)
+                match t {
+                    // The caller's bytes, in ONNX's packed layout.
+                    Tensor::Packed(d, a) => {
+                        let codes: Vec<u8> = a.iter().copied().collect();
+                        packed::pack(*d, &codes).into_iter().map(|v| Val::I32(v as i32)).collect()
+                    }
+                    _ => tensor_vals(t, ty),
+                }
             }
             BufKind::Weight(t) => tensor_vals(t, ty),
             BufKind::Output(_) | BufKind::Temp => vec![zero(ty); b.len()],
@@ -86,7 +97,7 @@ pub fn run(prog: &Program, inputs: &[Tensor]) -> Result<Vec<Tensor>, Stop> {
     for k in &prog.kernels {
         m.kernel(k)?;
     }
-    Ok(prog.outputs().into_iter().map(|b| m.tensor(b, &prog.buffer(b).shape)).collect())
+    Ok(prog.outputs().into_iter().map(|b| m.output(b)).collect())
 }
 
 fn zero(ty: Ty) -> Val {
@@ -127,6 +138,19 @@ fn narrow(dtype: DType, v: Val) -> Val {
 }
 
 impl Machine<'_> {
+    /// An output buffer as the caller's tensor (packed types unpacked from their bytes).
+    fn output(&self, b: BufId) -> Tensor {
+        let buf = self.prog.buffer(b);
+        match &buf.packed {
+            Some(p) => {
+                let bytes: Vec<u8> = self.mem[b.0 as usize].iter().map(|v| v.as_f64() as u8).collect();
+                let codes = packed::unpack(p.dtype, &bytes, p.shape.iter().product());
+                Tensor::Packed(p.dtype, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&p.shape), codes).expect("unpacked length"))
+            }
+            None => self.tensor(b, &buf.shape),
+        }
+    }
+
     fn tensor(&self, b: BufId, shape: &[usize]) -> Tensor {
         let buf = self.prog.buffer(b);
         let vals = &self.mem[b.0 as usize];

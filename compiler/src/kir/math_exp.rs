@@ -189,6 +189,19 @@ impl Fb<'_> {
             if v == -1.0 {
                 return div(self.c(1.0), x);
             }
+            if v == 3.0 && !self.is_f64() {
+                // GELU's cube, in f32 only: the general f32 path goes through f64, which
+                // single-precision FPUs (Cortex-M4) run in software. x*x*x with the first
+                // product's rounding error added back by one FMA: within an ulp.
+                let x = self.let_(x);
+                let p = self.let_(mul(x.clone(), x.clone()));
+                let err = fma(x.clone(), x.clone(), neg(p.clone()));
+                // Where p·x is not finite (overflow, inf, NaN) it is the answer; elsewhere
+                // |err·x| < |p·x| cannot overflow.
+                let q = self.let_(mul(p.clone(), x.clone()));
+                let finite = lt(abs(q.clone()), self.c(f64::INFINITY));
+                return select(finite, fma(p, x.clone(), mul(err, x)), q);
+            }
             if v == 0.5 {
                 // pow(-0, .5) = +0 and pow(-inf, .5) = +inf, unlike sqrt.
                 let x = self.let_(x);

@@ -16,11 +16,12 @@
 pub mod build;
 pub mod interp;
 pub mod math;
+pub mod packed;
 pub mod print;
 
 use std::sync::Arc;
 
-use crate::ir::{DType, Tensor};
+use crate::ir::{DType, Tensor, TypeInfo};
 
 /// Handle of a buffer in [`Program::buffers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +49,10 @@ pub struct Buffer {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub kind: BufKind,
+    /// Set by [`packed::expand`] on a buffer of a packed type (8-bit floats, 4/2-bit
+    /// types) it turned into the `U8` bytes of ONNX's packed layout: the element type and
+    /// shape the caller sees (the header, the manifest, the interpreter's tensors).
+    pub packed: Option<TypeInfo>,
 }
 
 impl Buffer {
@@ -74,15 +79,19 @@ pub enum Ty {
 
 impl Ty {
     /// The expression type a buffer element of `dtype` is loaded as, `None` for types
-    /// code generation does not handle (the packed 8/4/2-bit types).
+    /// code generation does not handle (E8M0). The packed types (8-bit and 4-bit floats
+    /// load as `F32`, 4/2-bit integers as `I32`) exist only until [`packed::expand`]
+    /// rewrites their loads and stores into byte accesses; backends never see them.
     pub fn of_storage(dtype: DType) -> Option<Ty> {
         Some(match dtype {
             DType::F32 | DType::F16 | DType::BF16 => Ty::F32,
+            DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F4E2M1 => Ty::F32,
             DType::F64 => Ty::F64,
             DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 => Ty::I32,
+            DType::U4 | DType::I4 | DType::U2 | DType::I2 => Ty::I32,
             DType::I64 | DType::U32 | DType::U64 => Ty::I64,
             DType::Bool => Ty::Bool,
-            _ => return None,
+            DType::F8E8M0 => return None,
         })
     }
 
@@ -246,7 +255,7 @@ impl Program {
     }
 
     pub fn add_buffer(&mut self, name: impl Into<String>, dtype: DType, shape: Vec<usize>, kind: BufKind) -> BufId {
-        self.buffers.push(Buffer { name: name.into(), dtype, shape, kind });
+        self.buffers.push(Buffer { name: name.into(), dtype, shape, kind, packed: None });
         BufId(self.buffers.len() as u32 - 1)
     }
 

@@ -279,6 +279,10 @@ pub(super) fn saturation(d: DType) -> Result<(f64, f64), OpError> {
         DType::U16 => (0.0, 65535.0),
         DType::I16 => (-32768.0, 32767.0),
         DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::U4 => (0.0, 15.0),
+        DType::I4 => (-8.0, 7.0),
+        DType::U2 => (0.0, 3.0),
+        DType::I2 => (-2.0, 1.0),
         d => return Err(OpError::unsupported(format!("quantised output of type {d}"))),
     })
 }

@@ -40,8 +40,8 @@ pub fn lower(op: &ElementwiseOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs
     let x = input(ins, 0)?;
     let nx = Num::of(x.ty.dtype)?;
     match op {
-        ElementwiseOp::Cast { to, .. } => cast(cx, x, output(outs, 0)?, *to),
-        ElementwiseOp::CastLike(_) => cast(cx, x, output(outs, 0)?, input(ins, 1)?.ty.dtype),
+        ElementwiseOp::Cast { to, mode } => cast(cx, x, output(outs, 0)?, *to, mode.saturate),
+        ElementwiseOp::CastLike(mode) => cast(cx, x, output(outs, 0)?, input(ins, 1)?.ty.dtype, mode.saturate),
         ElementwiseOp::Unary(u) => {
             let u = *u;
             map_checked(cx, output(outs, 0)?, &[x], |k, a| elementwise_unary::unary(u, nx, k, a[0].clone()))
@@ -116,13 +116,13 @@ fn binary(cx: &mut LowerCx, b: Binary, n: Num, x: &Operand, y: &Operand, out: &O
     map_checked(cx, out, &[x, y], |k, a| elementwise_binary::binary(b, n, k, a[0].clone(), a[1].clone()))
 }
 
-fn cast(cx: &mut LowerCx, x: &Operand, out: &Operand, to: DType) -> Result<(), OpError> {
+fn cast(cx: &mut LowerCx, x: &Operand, out: &Operand, to: DType, saturate: bool) -> Result<(), OpError> {
     let (from, to) = (Num::of(x.ty.dtype)?, Num::of(to)?);
     if from.dtype == to.dtype {
         cx.alias(0, 0);
         return Ok(());
     }
-    map(cx, out, &[x], |k, a| elementwise_cast::convert(k, from, to, a[0].clone()))
+    map(cx, out, &[x], |k, a| elementwise_cast::cast(k, from, to, saturate, a[0].clone()))
 }
 
 /// PRelu's slope reshaped (same elements, same order) to the shape that broadcasts to

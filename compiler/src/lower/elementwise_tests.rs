@@ -33,6 +33,7 @@ fn run_kir(op: &ElementwiseOp, inputs: &[Tensor], want: &[Tensor]) -> Vec<Tensor
         .collect();
     let mut cx = LowerCx { prog: &mut prog, name: "node".into(), aliases: Vec::new() };
     lower(op, &mut cx, &ins, &outs).expect("lowers");
+    crate::kir::packed::expand(&mut prog);
     interp::run(&prog, &[]).expect("runs")
 }
 
@@ -48,6 +49,10 @@ fn check(op: ElementwiseOp, inputs: Vec<Tensor>) {
         assert!(gv.iter().zip(&wv).all(|(&a, &b)| same(a, b)), "{op:?} on {inputs:?}: got {gv:?}, want {wv:?}");
         if let (Tensor::U64(a), Tensor::U64(b)) = (g, w) {
             assert_eq!(a, b, "{op:?}");
+        }
+        // Packed outputs: the codes themselves (NaN signs, FNUZ zeros).
+        if let (Tensor::Packed(_, a), Tensor::Packed(_, b)) = (g, w) {
+            assert_eq!(a, b, "{op:?} on {inputs:?}");
         }
     }
 }
@@ -103,6 +108,47 @@ fn float_to_int_like_the_reference() {
     let y = v(vec![-1i64, 300, i64::MIN, i64::MAX]);
     for to in [DType::U8, DType::I16, DType::U32, DType::U64, DType::F16, DType::F32] {
         check(ElementwiseOp::Cast { to, mode: cast_mode() }, vec![y.clone()]);
+    }
+}
+
+const PACKED: [DType; 9] = [
+    DType::F8E4M3FN,
+    DType::F8E4M3FNUZ,
+    DType::F8E5M2,
+    DType::F8E5M2FNUZ,
+    DType::F4E2M1,
+    DType::U4,
+    DType::I4,
+    DType::U2,
+    DType::I2,
+];
+
+/// Casts to and from the packed types (`kir::packed`), both `saturate` settings.
+#[test]
+fn packed_casts_like_the_reference() {
+    let xs = vec![f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e6, -470.0, 464.0, 449.0, 0.1, -7.6, 3.5, -0.0, 1e-3, 2.5, 100.0, -9.0, 1e10, -3e9, 6.5, 0.25];
+    let mut x64 = xs.clone();
+    // Ties only f64 holds: rounding through f32 first would land on the tie.
+    x64.extend([1.0625 + 2f64.powi(-40), 1.0625 - 2f64.powi(-40), 3.0 * 2f64.powi(-10) + 2f64.powi(-45)]);
+    let x32 = v(xs.iter().map(|&x| x as f32).collect::<Vec<f32>>());
+    let ints = v(vec![-9i64, -8, 7, 8, 15, 16, 300, -1, i64::MIN, i64::MAX]);
+    for to in PACKED {
+        for saturate in [true, false] {
+            let mode = crate::ops::elementwise::CastMode { saturate, ..cast_mode() };
+            for x in [&x32, &v(x64.clone()), &ints] {
+                check(ElementwiseOp::Cast { to, mode }, vec![x.clone()]);
+            }
+        }
+    }
+    for from in PACKED {
+        let codes: Vec<u8> = (0..1u32 << from.bits()).map(|c| c as u8).collect();
+        let x = Tensor::Packed(from, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[codes.len()]), codes).unwrap());
+        let targets = [DType::F32, DType::F16, DType::F64, DType::I8, DType::U8, DType::I32, DType::U32, DType::I64, DType::U64, DType::Bool];
+        for to in targets.into_iter().chain(PACKED) {
+            if to != from {
+                check(ElementwiseOp::Cast { to, mode: cast_mode() }, vec![x.clone()]);
+            }
+        }
     }
 }
 

@@ -16,6 +16,11 @@ mod deform;
 mod einsum;
 mod elementwise;
 mod image;
+mod image_grid;
+mod image_resize;
+mod image_roi;
+#[cfg(test)]
+mod image_tests;
 mod index;
 mod linalg;
 mod normalize;
@@ -92,7 +97,8 @@ impl LowerCx<'_> {
     }
 }
 
-/// Lowers a prepared graph (static types everywhere) to a KIR program.
+/// Lowers a prepared graph (static types everywhere) to a KIR program, with the packed
+/// element types already expanded into bytes (`kir::packed::expand`).
 pub fn lower(g: &Graph) -> Result<Program> {
     let mut prog = Program::default();
     let mut bufs: HashMap<ValueId, BufId> = HashMap::new();
@@ -126,6 +132,8 @@ pub fn lower(g: &Graph) -> Result<Program> {
         let dst = prog.add_buffer(&g.value(v).name, t.dtype, t.shape.clone(), BufKind::Output(k));
         prog.kernels.push(copy::copy_kernel(&format!("output {k}"), src, dst, t.shape.iter().product()));
     }
+    // Packed element types become bytes and integer code (one place for every backend).
+    crate::kir::packed::expand(&mut prog);
     Ok(prog)
 }
 

@@ -3,14 +3,15 @@
 //!
 //! Scales and zero points are read at run time through [`ParamAt`], which maps an
 //! element's coordinates to its parameter (per tensor, per axis, or blocked along an
-//! axis). Quantisation rounds half to even and saturates to the output type; the packed
-//! 4/2-bit and 8-bit float types have no KIR storage type and report unsupported.
+//! axis). Quantisation rounds half to even and saturates to the output type. The packed
+//! types load and store like the others (`kir::packed`): 4/2-bit integers as `I32`,
+//! 8/4-bit floats as `F32`, a store to a small float rounding to nearest even.
 
 use super::conv::{clamp, saturation};
 use super::linalg::{input, output, MatMulDims, ZeroPointArg};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::ir::DType;
+use crate::ir::{packed, DType};
 use crate::kir::build::linear;
 use crate::kir::{e, BinOp, Expr, Ty, UnOp};
 use crate::ops::quant::{Dequantize, QuantOp, Quantize};
@@ -97,16 +98,15 @@ fn to(from: Ty, to: Ty, v: Expr) -> Expr {
 fn lower_quantize(q: &Quantize, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
     let (x, scale) = (input(ins, 0)?, input(ins, 1)?);
     let zp = ins.get(2).and_then(Option::as_ref);
+    if let Some(f) = packed::minifloat(y.ty.dtype) {
+        return lower_quantize_float(q, f, cx, ins, y);
+    }
     let (lo, hi) = saturation(y.ty.dtype)?;
     if y.ty.dtype == DType::I32 {
         return Err(OpError::unsupported("QuantizeLinear to int32"));
     }
     let (xt, st) = (x.kty()?, scale.kty()?);
-    let work = match q.precision {
-        Some(p) => work_ty(p),
-        None if x.ty.dtype == DType::I32 || x.ty.dtype == DType::F64 || scale.ty.dtype == DType::F64 => Ty::F64,
-        None => Ty::F32,
-    };
+    let work = quantize_work(q, x, scale);
     let s_at = ParamAt::new(x.shape(), scale.shape(), q.axis, q.block_size)?;
     let z_at = zp.map(|z| ParamAt::new(x.shape(), z.shape(), q.axis, q.block_size)).transpose()?;
     if let Some(z) = zp {
@@ -127,13 +127,66 @@ fn lower_quantize(q: &Quantize, cx: &mut LowerCx, ins: &[Option<Operand>], y: &O
     Ok(())
 }
 
+/// The quotient's type (the reference's numpy type, 16-bit floats in F32).
+fn quantize_work(q: &Quantize, x: &Operand, scale: &Operand) -> Ty {
+    match q.precision {
+        Some(p) => work_ty(p),
+        None if x.ty.dtype == DType::I32 || x.ty.dtype == DType::F64 || scale.ty.dtype == DType::F64 => Ty::F64,
+        None => Ty::F32,
+    }
+}
+
+/// QuantizeLinear to an 8/4-bit float: `y = x / scale` (float4: `+ zero_point`, which
+/// float8 ignores as the reference does), stored with round to nearest even; clamped to
+/// the largest finite value first when `saturate` (float4 always saturates).
+fn lower_quantize_float(
+    q: &Quantize,
+    f: packed::MiniFloat,
+    cx: &mut LowerCx,
+    ins: &[Option<Operand>],
+    y: &Operand,
+) -> Result<(), OpError> {
+    let (x, scale) = (input(ins, 0)?, input(ins, 1)?);
+    let zp = ins.get(2).and_then(Option::as_ref).filter(|_| y.ty.dtype == DType::F4E2M1);
+    let (xt, st) = (x.kty()?, scale.kty()?);
+    let work = quantize_work(q, x, scale);
+    let s_at = ParamAt::new(x.shape(), scale.shape(), q.axis, q.block_size)?;
+    let z_at = zp.map(|z| ParamAt::new(x.shape(), z.shape(), q.axis, q.block_size)).transpose()?;
+    let zt = zp.map(|z| z.kty()).transpose()?;
+    let saturate = q.saturate && y.ty.dtype != DType::F4E2M1;
+    let max = f.max_finite();
+    let mut kb = cx.kernel("");
+    kb.for_shape(x.shape(), |kb, ix| {
+        let xv = to(xt, work, e::load(x.buf, linear(x.shape(), ix)));
+        let sv = to(st, work, e::load(scale.buf, s_at.index(ix)));
+        let mut v = e::div(xv, sv);
+        if let (Some(z), Some(at), Some(zt)) = (zp, &z_at, zt) {
+            v = e::add(v, to(zt, work, e::load(z.buf, at.index(ix))));
+        }
+        if saturate {
+            let q = e::var(kb.let_(work, v));
+            let lit = |v: f64| if work == Ty::F64 { e::f64(v) } else { e::f32(v as f32) };
+            let over = e::bin(BinOp::Gt, q.clone(), lit(max));
+            let under = e::bin(BinOp::Lt, q.clone(), lit(-max));
+            v = e::select(over, lit(max), e::select(under, lit(-max), q));
+        }
+        kb.store(y.buf, linear(x.shape(), ix), v);
+    });
+    cx.emit(kb.finish());
+    Ok(())
+}
+
 /// `y = (x - zero_point) * scale`, in F64 when the scale is f64 or x is int32 (as the
 /// reference's numpy does), else in F32.
 fn lower_dequantize(d: &Dequantize, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) -> Result<(), OpError> {
     let (x, scale) = (input(ins, 0)?, input(ins, 1)?);
     let zp = ins.get(2).and_then(Option::as_ref);
     let (xt, st, yt) = (x.kty()?, scale.kty()?, y.kty()?);
-    if xt != Ty::I32 {
+    // 8/4-bit float x loads as its exact F32 value; its zero point must be 0 and the
+    // reference skips it.
+    let small_float = packed::minifloat(x.ty.dtype).is_some();
+    let zp = zp.filter(|_| !small_float);
+    if xt != Ty::I32 && !small_float {
         return Err(OpError::unsupported(format!("DequantizeLinear of {}", x.ty.dtype)));
     }
     let work = if scale.ty.dtype == DType::F64 || x.ty.dtype == DType::I32 { Ty::F64 } else { Ty::F32 };
@@ -150,7 +203,7 @@ fn lower_dequantize(d: &Dequantize, cx: &mut LowerCx, ins: &[Option<Operand>], y
         if let (Some(z), Some(at)) = (zp, &z_at) {
             dx = e::sub(dx, e::load(z.buf, at.index(ix)));
         }
-        let v = e::mul(e::cast(work, dx), to(st, work, e::load(scale.buf, s_at.index(ix))));
+        let v = e::mul(to(xt, work, dx), to(st, work, e::load(scale.buf, s_at.index(ix))));
         kb.store(y.buf, linear(x.shape(), ix), to(work, yt, v));
     });
     cx.emit(kb.finish());

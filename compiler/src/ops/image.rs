@@ -12,7 +12,7 @@ use crate::ir::{DType, Tensor, TypeInfo};
 
 #[path = "image_resize.rs"]
 mod resize;
-pub use resize::Resize;
+pub use resize::{AxisTaps, CropAxis, Interp, NearestMode, Resize};
 
 #[derive(Clone, Debug)]
 pub enum ImageOp {
@@ -85,9 +85,9 @@ pub enum GridPadding {
 
 #[derive(Clone, Debug)]
 pub struct GridSample {
-    mode: GridMode,
-    padding: GridPadding,
-    align_corners: bool,
+    pub mode: GridMode,
+    pub padding: GridPadding,
+    pub align_corners: bool,
 }
 
 impl GridSample {
@@ -285,7 +285,7 @@ fn cubic_coeffs(x: f64) -> [f64; 4] {
 
 #[derive(Clone, Debug)]
 pub struct AffineGrid {
-    align_corners: bool,
+    pub align_corners: bool,
 }
 
 impl AffineGrid {
@@ -370,12 +370,12 @@ impl AffineGrid {
 #[derive(Clone, Debug)]
 pub struct RoiAlign {
     /// Shift the ROI by half a pixel (opset 16 `half_pixel`; opset 10 behaves as `output_half_pixel`).
-    half_pixel: bool,
-    max_mode: bool,
-    out_h: usize,
-    out_w: usize,
-    sampling_ratio: usize,
-    spatial_scale: f64,
+    pub half_pixel: bool,
+    pub max_mode: bool,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub sampling_ratio: usize,
+    pub spatial_scale: f64,
 }
 
 impl RoiAlign {

@@ -70,6 +70,29 @@ pub struct Resize {
     target: Target,
 }
 
+/// One separable pass of a resize: along `axis`, `in_len` → `out` positions, each
+/// reading its `(input index, weight)` taps, or `None` for an output position outside
+/// the crop (`tf_crop_and_resize`), which takes the extrapolation value.
+#[derive(Clone, Debug)]
+pub struct AxisTaps {
+    pub axis: usize,
+    pub in_len: usize,
+    pub out: usize,
+    pub taps: Vec<Option<Vec<(usize, f64)>>>,
+}
+
+/// One axis of a `tf_crop_and_resize` whose roi is only known at run time.
+#[derive(Clone, Debug)]
+pub struct CropAxis {
+    pub axis: usize,
+    pub in_len: usize,
+    pub out: usize,
+    pub scale: f64,
+    /// Indices of this axis's crop start and end in the roi input.
+    pub roi_start: usize,
+    pub roi_end: usize,
+}
+
 /// Per resized axis: its scale factor and output length.
 struct AxisPlan {
     axis: usize,
@@ -272,7 +295,36 @@ impl Resize {
 
     pub(super) fn eval(&self, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         let x = input(inputs, 0)?;
-        self.check_dtype(x.dtype())?;
+        let mut data = x.to_f64_vec();
+        let mut cur = x.shape().to_vec();
+        for p in self.passes(x.dtype(), x.shape(), inputs)? {
+            data = self.resize_axis(&data, &cur, &p);
+            cur[p.axis] = p.out;
+        }
+        Ok(vec![to_dtype(&cur, data, x.dtype())])
+    }
+
+    /// Whether source coordinates depend on the `roi` input (`tf_crop_and_resize`).
+    pub fn uses_roi(&self) -> bool {
+        self.coord == CoordMode::TfCropAndResize
+    }
+
+    /// The value of output positions outside the crop (`tf_crop_and_resize`).
+    pub fn extrapolation(&self) -> f64 {
+        self.extrapolation
+    }
+
+    /// Input index of `roi` under this op's layout, if it has one.
+    pub fn roi_slot(&self) -> Option<usize> {
+        self.slots().0
+    }
+
+    /// The separable passes over input `x` (of `dtype`, `shape`): each non-identity
+    /// axis in order, with every output position's taps. Everything here depends only
+    /// on shapes, attributes and the scales/sizes/roi inputs, so lowering calls it with
+    /// those as constants and bakes the taps into tables; `eval` applies them.
+    pub fn passes(&self, dtype: DType, shape: &[usize], inputs: &[Option<&Tensor>]) -> Result<Vec<AxisTaps>, OpError> {
+        self.check_dtype(dtype)?;
         let (roi_slot, scales_slot, sizes_slot) = self.slots();
         let nonempty = |slot: Option<usize>| slot.and_then(|i| opt_input(inputs, i)).filter(|t| !t.is_empty());
         let scales = match &self.target {
@@ -284,24 +336,90 @@ impl Resize {
             None => None,
         };
         let roi = nonempty(roi_slot).map(|t| t.to_f64_vec());
-        let shape = x.shape().to_vec();
-        let plan = self.plan(&shape, scales, sizes)?;
-        Self::out_shape(&shape, &plan)?;
+        let plan = self.plan(shape, scales, sizes)?;
+        Self::out_shape(shape, &plan)?;
         let roi_of = self.roi_per_axis(roi.as_deref(), &plan, shape.len())?;
         if self.coord == CoordMode::TfCropAndResize && roi.is_none() {
             return Err(OpError::invalid("Resize: tf_crop_and_resize needs roi"));
         }
-        let mut data = x.to_f64_vec();
-        let mut cur = shape.clone();
+        let mut cur = shape.to_vec();
+        let mut passes = Vec::new();
         for (p, roi) in plan.iter().zip(roi_of) {
             let identity = (p.scale - 1.0).abs() <= 1e-9 && p.out == cur[p.axis] && roi.is_none_or(|(a, b)| a.abs() <= 1e-9 && (b - 1.0).abs() <= 1e-9);
             if identity {
                 continue;
             }
-            data = self.resize_axis(&data, &cur, p, roi)?;
+            passes.push(self.axis_taps(&cur, p, roi)?);
             cur[p.axis] = p.out;
         }
-        Ok(vec![to_dtype(&cur, data, x.dtype())])
+        Ok(passes)
+    }
+
+    /// `tf_crop_and_resize` with a run-time roi: every planned axis in order (none can be
+    /// skipped as an identity without the roi's values), with the positions of its crop
+    /// start and end in the roi input (of `roi_len` values). Lowering computes the taps
+    /// in the kernel; only linear and nearest interpolation without antialiasing are
+    /// offered (their taps are a floor and a fraction).
+    pub fn crop_axes(&self, dtype: DType, shape: &[usize], inputs: &[Option<&Tensor>], roi_len: usize) -> Result<Vec<CropAxis>, OpError> {
+        self.check_dtype(dtype)?;
+        if self.coord != CoordMode::TfCropAndResize || self.antialias || matches!(self.interp, Interp::Cubic(_)) {
+            return Err(OpError::unsupported("Resize with a run-time roi other than tf_crop_and_resize in linear or nearest mode"));
+        }
+        let (_, scales_slot, sizes_slot) = self.slots();
+        let nonempty = |slot: Option<usize>| slot.and_then(|i| opt_input(inputs, i)).filter(|t| !t.is_empty());
+        let scales = nonempty(scales_slot).map(|t| t.to_f64_vec());
+        let sizes = match nonempty(sizes_slot) {
+            Some(t) => Some(t.to_i64_vec().ok_or_else(|| OpError::invalid("Resize: sizes must be int64"))?),
+            None => None,
+        };
+        let plan = self.plan(shape, scales, sizes)?;
+        Self::out_shape(shape, &plan)?;
+        let (rank, n) = (shape.len(), plan.len());
+        if self.axes.is_none() && roi_len != 2 * rank || self.axes.is_some() && roi_len != 2 * n {
+            return Err(OpError::invalid(format!("Resize: roi has {roi_len} values")));
+        }
+        let mut cur = shape.to_vec();
+        let mut out = Vec::with_capacity(n);
+        for (i, p) in plan.iter().enumerate() {
+            let in_len = cur[p.axis];
+            if in_len == 0 && p.out > 0 {
+                return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
+            }
+            let (roi_start, roi_end) = if self.axes.is_some() { (i, n + i) } else { (p.axis, rank + p.axis) };
+            out.push(CropAxis { axis: p.axis, in_len, out: p.out, scale: p.scale, roi_start, roi_end });
+            cur[p.axis] = p.out;
+        }
+        Ok(out)
+    }
+
+    /// The interpolation mode (for lowerings that compute taps at run time).
+    pub fn interp(&self) -> Interp {
+        self.interp
+    }
+
+    /// The taps of every output position along one axis (of the current `shape`).
+    fn axis_taps(&self, shape: &[usize], p: &AxisPlan, roi: Option<(f64, f64)>) -> Result<AxisTaps, OpError> {
+        let in_len = shape[p.axis];
+        let outer: usize = shape[..p.axis].iter().product();
+        let inner: usize = shape[p.axis + 1..].iter().product();
+        let total = outer
+            .checked_mul(p.out)
+            .and_then(|v| v.checked_mul(inner))
+            .filter(|&v| v <= 1 << 28)
+            .ok_or_else(|| OpError::invalid("Resize: output is too large"))?;
+        // An antialiasing kernel spans about 2/scale input pixels.
+        if self.antialias && p.scale < 1.0 && 2.0 / p.scale > (1u64 << 20) as f64 {
+            return Err(OpError::unsupported(format!("Resize: antialiased downscaling by {}", p.scale)));
+        }
+        if in_len == 0 && total > 0 {
+            return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
+        }
+        let taps = if total == 0 {
+            Vec::new()
+        } else {
+            (0..p.out).map(|o| self.source_coord(o as f64, p.scale, in_len, p.out, roi).map(|x| self.taps(x, p.scale, in_len))).collect()
+        };
+        Ok(AxisTaps { axis: p.axis, in_len, out: p.out, taps })
     }
 
     /// `(start, end)` of the roi for each planned axis.
@@ -399,42 +517,21 @@ impl Resize {
     }
 
     /// Resizes `data` (of shape `shape`) along one axis.
-    fn resize_axis(&self, data: &[f64], shape: &[usize], p: &AxisPlan, roi: Option<(f64, f64)>) -> Result<Vec<f64>, OpError> {
-        let in_len = shape[p.axis];
+    fn resize_axis(&self, data: &[f64], shape: &[usize], p: &AxisTaps) -> Vec<f64> {
         let outer: usize = shape[..p.axis].iter().product();
         let inner: usize = shape[p.axis + 1..].iter().product();
-        let total = outer
-            .checked_mul(p.out)
-            .and_then(|v| v.checked_mul(inner))
-            .filter(|&v| v <= 1 << 28)
-            .ok_or_else(|| OpError::invalid("Resize: output is too large"))?;
-        // An antialiasing kernel spans about 2/scale input pixels.
-        if self.antialias && p.scale < 1.0 && 2.0 / p.scale > (1u64 << 20) as f64 {
-            return Err(OpError::unsupported(format!("Resize: antialiased downscaling by {}", p.scale)));
-        }
-        if in_len == 0 && total > 0 {
-            return Err(OpError::invalid("Resize: cannot resize an empty axis to a non-empty one"));
-        }
-        let mut out = vec![0.0; total];
-        if total == 0 {
-            return Ok(out);
-        }
-        for o in 0..p.out {
-            let taps = match self.source_coord(o as f64, p.scale, in_len, p.out, roi) {
-                Some(x) => self.taps(x, p.scale, in_len),
-                None => Vec::new(),
-            };
+        let mut out = vec![0.0; outer * p.out * inner];
+        for (o, taps) in p.taps.iter().enumerate() {
             for b in 0..outer {
                 for i in 0..inner {
-                    out[(b * p.out + o) * inner + i] = if taps.is_empty() && self.coord == CoordMode::TfCropAndResize {
-                        self.extrapolation
-                    } else {
-                        taps.iter().map(|&(idx, c)| c * data[(b * in_len + idx) * inner + i]).sum()
+                    out[(b * p.out + o) * inner + i] = match taps {
+                        None => self.extrapolation,
+                        Some(taps) => taps.iter().map(|&(idx, c)| c * data[(b * p.in_len + idx) * inner + i]).sum(),
                     };
                 }
             }
         }
-        Ok(out)
+        out
     }
 
     /// The (clamped input index, weight) pairs for source coordinate `x`, choosing the

@@ -2,7 +2,7 @@
 //! weight blob, or an offset in the arena (planned by [`super::memory`] from the
 //! buffers' lifetimes over the kernel schedule).
 
-use edgec_runtime::{BLOB_ALIGN, BLOB_HEADER_SIZE};
+use edgec_runtime::{BLOB_ALIGN, BLOB_HEADER_SIZE, BLOB_TRAILER_SIZE};
 
 use super::memory::{self, Buffer};
 use crate::kir::{BufId, BufKind, Expr, Program, Stmt};
@@ -83,19 +83,31 @@ fn touched(stmts: &[Stmt], out: &mut Vec<BufId>) {
     }
 }
 
-pub fn layout(prog: &Program) -> Layout {
-    let n = prog.buffers.len();
-    let mut first = vec![usize::MAX; n];
-    let mut last = vec![0usize; n];
+/// The buffers a kernel reads or writes (with repeats).
+pub fn kernel_buffers(k: &crate::kir::Kernel) -> Vec<BufId> {
+    let mut bufs = Vec::new();
+    touched(&k.body, &mut bufs);
+    bufs
+}
+
+/// Each buffer's first and last kernel (schedule step) that touches it, indexed by
+/// `BufId`; `None` for a buffer no kernel touches.
+pub fn live_ranges(prog: &Program) -> Vec<Option<(usize, usize)>> {
+    let mut live: Vec<Option<(usize, usize)>> = vec![None; prog.buffers.len()];
     for (step, k) in prog.kernels.iter().enumerate() {
-        let mut bufs = Vec::new();
-        touched(&k.body, &mut bufs);
-        for b in bufs {
-            let i = b.0 as usize;
-            first[i] = first[i].min(step);
-            last[i] = last[i].max(step);
+        for b in kernel_buffers(k) {
+            let r = &mut live[b.0 as usize];
+            *r = Some(r.map_or((step, step), |(f, l)| (f.min(step), l.max(step))));
         }
     }
+    live
+}
+
+pub fn layout(prog: &Program) -> Layout {
+    let n = prog.buffers.len();
+    let live = live_ranges(prog);
+    let first: Vec<usize> = live.iter().map(|r| r.map_or(usize::MAX, |r| r.0)).collect();
+    let last: Vec<usize> = live.iter().map(|r| r.map_or(0, |r| r.1)).collect();
     let mut places = vec![Place::Unused; n];
     let mut weight_end = BLOB_HEADER_SIZE;
     let mut temps: Vec<(usize, Buffer)> = Vec::new();
@@ -126,6 +138,7 @@ pub fn layout(prog: &Program) -> Layout {
         places,
         arena_size: align_up(plan.arena_size, ARENA_ALIGN),
         arena_lower_bound: plan.lower_bound,
-        weights_size: align_up(weight_end, BLOB_ALIGN),
+        // The trailer closes the blob (runtime/src/blob.rs).
+        weights_size: align_up(weight_end, BLOB_ALIGN) + BLOB_TRAILER_SIZE,
     }
 }

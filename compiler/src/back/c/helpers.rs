@@ -93,6 +93,15 @@ EC_FN int64_t ec_f2i64(double x)\n\
 {\n    if (x != x) return 0;\n    if (x <= -9223372036854775808.0) return INT64_MIN;\n    if (x >= 9223372036854775808.0) return INT64_MAX;\n    return (int64_t)x;\n}\n",
     },
     Helper {
+        name: "ec_f2if",
+        deps: &[],
+        code: "/* The same from f32 without going through double. */\n\
+EC_FN int32_t ec_f2i32f(float x)\n\
+{\n    if (x != x) return 0;\n    if (x <= -2147483648.0f) return INT32_MIN;\n    if (x >= 2147483648.0f) return INT32_MAX;\n    return (int32_t)x;\n}\n\
+EC_FN int64_t ec_f2i64f(float x)\n\
+{\n    if (x != x) return 0;\n    if (x <= -9223372036854775808.0f) return INT64_MIN;\n    if (x >= 9223372036854775808.0f) return INT64_MAX;\n    return (int64_t)x;\n}\n",
+    },
+    Helper {
         name: "ec_round",
         deps: &["ec_bits"],
         code: "/* floor, ceil, trunc and round-half-even without libm: doubles of magnitude >= 2^52\n\
@@ -118,6 +127,47 @@ EC_FN double ec_sqrt(double x)\n\
     e -= 1023;\n    if (e & 1) ix <<= 1;\n    e = (e - (e & 1)) / 2;\n    ix <<= 1;\n    r = UINT64_C(0x0020000000000000);\n\
     while (r != 0) {\n        t = s + r;\n        if (t <= ix) { s = t + r; ix -= t; q += r; }\n        ix <<= 1;\n        r >>= 1;\n    }\n\
     if (ix != 0) q += q & 1;\n    q >>= 1;\n    return ec_f64_from_bits((q - UINT64_C(0x0010000000000000)) + ((uint64_t)(e + 1023) << 52));\n}\n",
+    },
+    Helper {
+        name: "ec_roundf",
+        deps: &["ec_bits"],
+        code: "/* The same in f32 arithmetic (no double: single-precision FPUs such as the\n\
+ * Cortex-M4's would call soft-float routines): floats of magnitude >= 2^23 are integers. */\n\
+EC_FN float ec_truncf(float x)\n\
+{\n    float t;\n    if (!(x > -8388608.0f && x < 8388608.0f)) return x;\n    t = (float)(int32_t)x;\n    return ec_f32_from_bits(ec_f32_to_bits(t) | (ec_f32_to_bits(x) & 0x80000000u));\n}\n\
+EC_FN float ec_floorf(float x) { float t = ec_truncf(x); return t > x ? t - 1.0f : t; }\n\
+EC_FN float ec_ceilf(float x) { float t = ec_truncf(x); return t < x ? t + 1.0f : t; }\n\
+EC_FN float ec_round_evenf(float x)\n\
+{\n    float t = ec_truncf(x), d = x - t, s = x < 0.0f ? -1.0f : 1.0f;\n    if (!(x > -8388608.0f && x < 8388608.0f)) return x;\n    if (d < 0.0f) d = -d;\n    if (d > 0.5f || (d == 0.5f && ((uint32_t)(t < 0.0f ? -t : t) & 1u))) return t + s;\n    return t;\n}\n",
+    },
+    Helper {
+        name: "ec_sqrtf",
+        deps: &["ec_bits"],
+        code: "/* Correctly rounded f32 sqrt without double: the FPU's vsqrt.f32 on Arm cores with a\n\
+ * single-precision FPU (IEEE correctly rounded), else the bit-by-bit integer square\n\
+ * root on 32-bit words (fdlibm's e_sqrtf). */\n\
+EC_FN float ec_sqrtf(float x)\n\
+{\n#if defined(__GNUC__) && defined(__arm__) && defined(__ARM_FP) && (__ARM_FP & 4)\n    float r;\n    __asm__(\"vsqrt.f32 %0, %1\" : \"=t\"(r) : \"t\"(x));\n    return r;\n#else\n\
+    uint32_t ix = ec_f32_to_bits(x), q = 0, s = 0, r, t;\n    int e = (int)(ix >> 23 & 0xff);\n\
+    if (x != x || x == 0.0f) return x;\n    if (x < 0.0f) return (x - x) / (x - x);\n    if (e == 0xff) return x;\n\
+    ix &= 0x007fffffu;\n    if (e == 0) {\n        e = 1;\n        while (!(ix & 0x00800000u)) { ix <<= 1; e--; }\n    } else {\n        ix |= 0x00800000u;\n    }\n\
+    e -= 127;\n    if (e & 1) ix <<= 1;\n    e = (e - (e & 1)) / 2;\n    ix <<= 1;\n    r = 0x01000000u;\n\
+    while (r != 0) {\n        t = s + r;\n        if (t <= ix) { s = t + r; ix -= t; q += r; }\n        ix <<= 1;\n        r >>= 1;\n    }\n\
+    if (ix != 0) q += q & 1;\n    q >>= 1;\n    return ec_f32_from_bits((q - 0x00800000u) + ((uint32_t)(e + 127) << 23));\n#endif\n}\n",
+    },
+    Helper {
+        name: "ec_fmodf",
+        deps: &["ec_bits"],
+        code: "/* fmod in f32 without double (exact; musl's fmodf). */\n\
+EC_FN float ec_fmodf(float x, float y)\n\
+{\n    uint32_t ux = ec_f32_to_bits(x), uy = ec_f32_to_bits(y), i, sx = ux & 0x80000000u;\n    int ex = (int)(ux >> 23 & 0xff), ey = (int)(uy >> 23 & 0xff);\n\
+    if ((uy << 1) == 0 || y != y || ex == 0xff) return (x * y) / (x * y);\n\
+    if ((ux << 1) <= (uy << 1)) return (ux << 1) == (uy << 1) ? 0.0f * x : x;\n\
+    if (ex == 0) {\n        for (i = ux << 9; (i >> 31) == 0; ex--, i <<= 1) {}\n        ux <<= -ex + 1;\n    } else {\n        ux &= 0x007fffffu;\n        ux |= 0x00800000u;\n    }\n\
+    if (ey == 0) {\n        for (i = uy << 9; (i >> 31) == 0; ey--, i <<= 1) {}\n        uy <<= -ey + 1;\n    } else {\n        uy &= 0x007fffffu;\n        uy |= 0x00800000u;\n    }\n\
+    for (; ex > ey; ex--) {\n        i = ux - uy;\n        if ((i >> 31) == 0) {\n            if (i == 0) return 0.0f * x;\n            ux = i;\n        }\n        ux <<= 1;\n    }\n\
+    i = ux - uy;\n    if ((i >> 31) == 0) {\n        if (i == 0) return 0.0f * x;\n        ux = i;\n    }\n    for (; (ux >> 23) == 0; ux <<= 1, ex--) {}\n\
+    if (ex > 0) {\n        ux -= 0x00800000u;\n        ux |= (uint32_t)ex << 23;\n    } else {\n        ux >>= -ex + 1;\n    }\n    return ec_f32_from_bits(ux | sx);\n}\n",
     },
     Helper {
         name: "ec_fmod",

@@ -99,18 +99,21 @@ impl KernelGen<'_> {
         let buf = self.program.buffers.get(b.0 as usize).ok_or_else(|| malformed(format!("buffer {} does not exist", b.0)))?;
         let t = storage_type(buf.dtype)?;
         let place = self.layout.places.get(b.0 as usize).copied().unwrap_or(Place::Unused);
-        let (konst, addr) = match place {
-            Place::Input(k) => ("const ", format!("in[{k}]")),
-            Place::Output(k) => ("", format!("out[{k}]")),
-            Place::Weight(off) => ("const ", format!("(w + {off})")),
-            Place::Arena(off) => ("", format!("(a + {off})")),
+        // restrict only where it holds whatever the caller passes: weights are never
+        // written, and arena buffers used by one kernel never overlap (plan::memory).
+        // Inputs and outputs are the caller's and may alias each other.
+        let (konst, addr, restrict) = match place {
+            Place::Input(k) => ("const ", format!("in[{k}]"), ""),
+            Place::Output(k) => ("", format!("out[{k}]"), ""),
+            Place::Weight(off) => ("const ", format!("(w + {off})"), "EC_RESTRICT "),
+            Place::Arena(off) => ("", format!("(a + {off})"), "EC_RESTRICT "),
             Place::Unused => return Err(malformed(format!("buffer '{}' is used but has no place", buf.name))),
         };
         if stored && !konst.is_empty() {
             let what = if matches!(buf.kind, BufKind::Input(_)) { "an input" } else { "a weight" };
             return Err(malformed(format!("a kernel stores into {what} ('{}')", buf.name)));
         }
-        let _ = writeln!(out, "    {konst}{t} *const b{} = ({konst}{t} *){addr}; /* {} */", b.0, buf.name.replace("*/", "* /"));
+        let _ = writeln!(out, "    {konst}{t} *const {restrict}b{} = ({konst}{t} *){addr}; /* {} */", b.0, buf.name.replace("*/", "* /"));
         Ok(())
     }
 
@@ -288,10 +291,6 @@ impl KernelGen<'_> {
     }
 
     fn unary(&mut self, op: UnOp, a: String, t: Ty) -> Result<String> {
-        let f32_via_f64 = |f: &str| match t {
-            Ty::F32 => format!("((float){f}((double){a}))"),
-            _ => format!("{f}({})", strip(&a)),
-        };
         Ok(match (op, t) {
             (UnOp::Neg, Ty::F32 | Ty::F64) => format!("(-{a})"),
             (UnOp::Neg, Ty::I32) => self.call("ec_i32", "ec_neg_i32", &[&a]),
@@ -302,18 +301,21 @@ impl KernelGen<'_> {
             (UnOp::Abs, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_abs_i64", &[&a]),
             (UnOp::Not, Ty::Bool) => format!("(!{a})"),
             (UnOp::Not, Ty::I32 | Ty::I64 | Ty::Index) => format!("(~{a})"),
-            (UnOp::Sqrt, Ty::F32 | Ty::F64) => {
-                self.used.insert("ec_sqrt");
-                f32_via_f64("ec_sqrt")
-            }
+            // f32 stays in f32: single-precision FPUs (Cortex-M4) have no double hardware.
+            (UnOp::Sqrt, Ty::F32) => self.call("ec_sqrtf", "ec_sqrtf", &[&a]),
+            (UnOp::Sqrt, Ty::F64) => self.call("ec_sqrt", "ec_sqrt", &[&a]),
             (UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc, Ty::F32 | Ty::F64) => {
-                self.used.insert("ec_round");
-                f32_via_f64(match op {
+                let f = match op {
                     UnOp::Floor => "ec_floor",
                     UnOp::Ceil => "ec_ceil",
                     UnOp::Round => "ec_round_even",
                     _ => "ec_trunc",
-                })
+                };
+                if t == Ty::F32 {
+                    self.call("ec_roundf", &format!("{f}f"), &[&a])
+                } else {
+                    self.call("ec_round", f, &[&a])
+                }
             }
             (op, _) if !op.is_primitive() => {
                 return Err(unsupported(format!("{op:?} (transcendentals must be expanded by kir::math::expand first)")))
@@ -344,10 +346,7 @@ impl KernelGen<'_> {
             (Ty::F32 | Ty::F64, Sub) => format!("({a} - {b})"),
             (Ty::F32 | Ty::F64, Mul) => format!("({a} * {b})"),
             (Ty::F32 | Ty::F64, Div) => format!("({a} / {b})"),
-            (Ty::F32, Rem) => {
-                self.used.insert("ec_fmod");
-                format!("((float)ec_fmod((double){a}, (double){b}))")
-            }
+            (Ty::F32, Rem) => self.call("ec_fmodf", "ec_fmodf", &[a, b]),
             (Ty::F64, Rem) => self.call("ec_fmod", "ec_fmod", &[a, b]),
             (Ty::F32, Min) => self.call("ec_fcmp", "ec_min_f32", &[a, b]),
             (Ty::F32, Max) => self.call("ec_fcmp", "ec_max_f32", &[a, b]),
@@ -393,15 +392,11 @@ impl KernelGen<'_> {
             (Ty::F32, Ty::Bool) => format!("({a} ? 1.0f : 0.0f)"),
             (Ty::F64, Ty::Bool) => format!("({a} ? 1.0 : 0.0)"),
             (Ty::F32 | Ty::F64, _) => format!("(({}){a})", c_type(to)),
-            (Ty::I32, Ty::F32 | Ty::F64) => {
-                self.used.insert("ec_f2i");
-                format!("ec_f2i32((double){a})")
-            }
+            (Ty::I32, Ty::F32) => self.call("ec_f2if", "ec_f2i32f", &[&a]),
+            (Ty::I32, Ty::F64) => self.call("ec_f2i", "ec_f2i32", &[&a]),
             (Ty::I32, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_wrap_i32", &[&a]),
-            (Ty::I64 | Ty::Index, Ty::F32 | Ty::F64) => {
-                self.used.insert("ec_f2i");
-                format!("ec_f2i64((double){a})")
-            }
+            (Ty::I64 | Ty::Index, Ty::F32) => self.call("ec_f2if", "ec_f2i64f", &[&a]),
+            (Ty::I64 | Ty::Index, Ty::F64) => self.call("ec_f2i", "ec_f2i64", &[&a]),
             (_, _) => format!("(({}){a})", c_type(to)),
         }
     }

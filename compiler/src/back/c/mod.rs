@@ -35,6 +35,19 @@ const PRELUDE: &str = "#include <stddef.h>
 #define EC_FN static
 #define EC_ALIAS
 #endif
+/* Pointers to the arena's and the weights' buffers are restrict: buffers a kernel uses
+ * together are live at the same time, so the planner never overlaps them, and weights
+ * are never written. The arena's alignment is checked before it is assumed. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+#define EC_RESTRICT restrict
+#else
+#define EC_RESTRICT
+#endif
+#if defined(__GNUC__)
+#define EC_ASSUME_ALIGNED(p) __builtin_assume_aligned((p), 16)
+#else
+#define EC_ASSUME_ALIGNED(p) (p)
+#endif
 typedef float EC_ALIAS ec_f32;
 typedef double EC_ALIAS ec_f64;
 typedef int8_t EC_ALIAS ec_i8;
@@ -72,7 +85,11 @@ pub fn emit_source(input: &Input) -> Result<String, BackendError> {
     out.push_str(PRELUDE);
     helpers::emit(&used, &mut out);
     if let Some(blob) = options.embedded_weights {
-        embed(name, blob, &mut out);
+        if embeds_by_reference(options.target) {
+            declare_embedded(name, &mut out);
+        } else {
+            embed(name, blob, &mut out);
+        }
     }
     out.push_str(&kernels);
 
@@ -83,27 +100,33 @@ pub fn emit_source(input: &Input) -> Result<String, BackendError> {
         "int {name}_run(const void *weights, void *arena, const void *const inputs[], void *const outputs[]);\n\
          int {name}_run(const void *weights, void *arena, const void *const inputs[], void *const outputs[])\n{{"
     );
-    out.push_str("    const unsigned char *w;\n    unsigned char *a = (unsigned char *)arena;\n    int rc = 0;\n    size_t i;\n");
+    out.push_str("    const unsigned char *w;\n    unsigned char *a;\n    int rc = 0;\n    size_t i;\n");
     if options.embedded_weights.is_some() {
         let _ = writeln!(out, "    (void)weights;\n    w = {name}_weights;");
     } else {
         let _ = write!(
             out,
             "    static const unsigned char magic[8] = {{ 'E', 'D', 'G', 'E', 'C', 'W', 'B', 0 }};\n\
+             \x20   static const unsigned char end_magic[8] = {{ 'E', 'D', 'G', 'E', 'C', 'E', 'N', 'D' }};\n\
              \x20   if (weights == NULL) return 1;\n\
              \x20   w = (const unsigned char *)weights;\n\
              \x20   for (i = 0; i < 8; i++)\n\
              \x20       if (w[i] != magic[i]) return 2;\n\
              \x20   if (ec_rd_u32(w + 8) != {BLOB_VERSION}u || ec_rd_u32(w + 12) != {BLOB_HEADER_SIZE}u) return 3;\n\
-             \x20   if (ec_rd_u64(w + 16) != UINT64_C(0x{:016x})) return 4;\n\
-             \x20   if (ec_rd_u64(w + 24) != UINT64_C({})) return 5;\n",
-            options.model_hash, layout.weights_size
+             \x20   if (ec_rd_u64(w + 16) != UINT64_C(0x{hash:016x})) return 4;\n\
+             \x20   if (ec_rd_u64(w + 24) != UINT64_C({size})) return 5;\n\
+             \x20   for (i = 0; i < 8; i++)\n\
+             \x20       if (w[{size}u - 16u + i] != end_magic[i]) return 5;\n\
+             \x20   if (ec_rd_u64(w + {size}u - 8u) != UINT64_C(0x{hash:016x})) return 5;\n",
+            hash = options.model_hash,
+            size = layout.weights_size
         );
     }
     if layout.arena_size > 0 {
         out.push_str("    if (arena == NULL) return 8;\n");
     }
     let _ = writeln!(out, "    if ((uintptr_t)arena % {ARENA_ALIGN}u != 0) return 7;");
+    out.push_str("    a = (unsigned char *)EC_ASSUME_ALIGNED(arena);\n");
     for (n, what) in [(n_in, "inputs"), (n_out, "outputs")] {
         if n > 0 {
             let _ = writeln!(
@@ -115,6 +138,27 @@ pub fn emit_source(input: &Input) -> Result<String, BackendError> {
     out.push_str(&calls);
     out.push_str("    (void)a; (void)w; (void)i;\n    return rc;\n}\n");
     Ok(out)
+}
+
+/// True when `--embed-weights` leaves the blob to an assembler file (`.incbin` into its
+/// own section, see `emit::weights_asm`) instead of a C array: on the MCU targets, where
+/// megabytes of weights as a C initializer would take the firmware's compiler minutes
+/// and the linker script wants them in a section of their own.
+pub fn embeds_by_reference(target: &crate::targets::Target) -> bool {
+    target.path == crate::targets::CodePath::C
+}
+
+/// The declaration of the blob an assembler file defines (16-byte aligned there too).
+fn declare_embedded(name: &str, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "/* The weight blob: defined by {name}_weights.S (.incbin of {name}_weights.bin). */\n\
+         #if defined(__GNUC__)\n\
+         extern const unsigned char {name}_weights[] __attribute__((aligned(16)));\n\
+         #else\n\
+         extern const unsigned char {name}_weights[];\n\
+         #endif\n"
+    );
 }
 
 /// `const unsigned char NAME_weights[]`: the blob in read-only data, 16-byte aligned.

@@ -11,7 +11,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
-use edgec_runtime::{Status, BLOB_HEADER_SIZE, BLOB_MAGIC, BLOB_VERSION};
+use edgec_runtime::{Status, BLOB_END_MAGIC, BLOB_HEADER_SIZE, BLOB_MAGIC, BLOB_VERSION};
 
 use super::failed;
 use crate::back::{BackendError, Input};
@@ -50,6 +50,14 @@ pub fn define(module: &mut ObjectModule, sig: &Signature, input: &Input, weights
             ck.fail_if_ne(hash, input.options.model_hash as i64, Status::WeightsHash);
             let size = ck.b.ins().load(types::I64, flags, blob, 24);
             ck.fail_if_ne(size, input.layout.weights_size as i64, Status::WeightsSize);
+            // The trailer (runtime/src/blob.rs): catches a blob read short into a
+            // buffer of NAME_WEIGHTS_SIZE bytes.
+            let end = i32::try_from(input.layout.weights_size)
+                .map_err(|_| BackendError::Unsupported { backend: "cranelift", what: "a weight blob of 2 GiB or more".into() })?;
+            let end_magic = ck.b.ins().load(types::I64, flags, blob, end - 16);
+            ck.fail_if_ne(end_magic, i64::from_le_bytes(BLOB_END_MAGIC), Status::WeightsSize);
+            let end_hash = ck.b.ins().load(types::I64, flags, blob, end - 8);
+            ck.fail_if_ne(end_hash, input.options.model_hash as i64, Status::WeightsSize);
             blob
         }
     };

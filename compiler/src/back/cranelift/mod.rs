@@ -106,11 +106,11 @@ fn in_kernel(e: BackendError, i: usize, name: &str) -> BackendError {
     }
 }
 
-/// Rejects buffer types code generation cannot handle (the packed 8/4/2-bit types)
-/// before any code is built.
+/// Rejects buffer types code generation cannot handle (E8M0, and packed types
+/// `kir::packed::expand` has not turned into bytes) before any code is built.
 fn check_program(p: &Program) -> Result<(), BackendError> {
     for b in &p.buffers {
-        if Ty::of_storage(b.dtype).is_none() {
+        if Ty::of_storage(b.dtype).is_none() || crate::kir::packed::is_expanded(b.dtype) {
             return Err(unsupported(format!("buffer '{}' of type {}", b.name, b.dtype)));
         }
     }

@@ -38,7 +38,6 @@ fn values() -> Vec<f64> {
 
 #[test]
 fn emulated_rounding_and_fma_match_the_interpreter() {
-    let target = crate::targets::find("host").unwrap();
     for dtype in [DType::F32, DType::F64] {
         let n = values().len();
         let input = match dtype {
@@ -46,47 +45,16 @@ fn emulated_rounding_and_fma_match_the_interpreter() {
             _ => Tensor::from_vec(&[n], values()),
         };
         let p = program(dtype, n);
-        let l = layout(&p);
-        let opts = EmitOptions { name: "m", target, model_hash: 7, embedded_weights: None };
-        let (isa, caps) = isa::for_target(target).unwrap();
-        let caps = Caps { rounding: false, fma: false, ..caps };
-        let obj = emit_with(&Input { program: &p, layout: &l, options: opts }, isa, caps).unwrap();
-
-        let dir = std::env::temp_dir().join(format!("edgec-cranelift-unit-{}-{dtype}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let bytes: Vec<u8> = match &input {
             Tensor::F32(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Tensor::F64(a) => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
             _ => unreachable!(),
         };
-        let outs = p.outputs().len();
-        let size = bytes.len();
-        let mut c = String::from("#include <stdio.h>\nint m_run(const void *, void *, const void *const[], void *const[]);\n");
-        let mut blob = [0u8; 32];
-        blob[..8].copy_from_slice(b"EDGECWB\0");
-        blob[8] = 1;
-        blob[12] = 32;
-        blob[16] = 7;
-        blob[24] = l.weights_size as u8;
-        writeln!(c, "static const unsigned char blob[32] __attribute__((aligned(16))) = {{{}}};", blob.map(|b| b.to_string()).join(",")).unwrap();
-        writeln!(c, "static const unsigned char in0[{size}] __attribute__((aligned(16))) = {{{}}};", bytes.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")).unwrap();
-        writeln!(c, "static unsigned char out[{outs}][{size}] __attribute__((aligned(16)));").unwrap();
-        let list = (0..outs).map(|k| format!("out[{k}]")).collect::<Vec<_>>().join(",");
-        writeln!(c, "int main(void) {{ const void *ins[] = {{in0}}; void *outs[] = {{{list}}};").unwrap();
-        writeln!(c, "  printf(\"%d\\n\", m_run(blob, 0, ins, outs));").unwrap();
-        writeln!(c, "  for (int k = 0; k < {outs}; k++) {{ for (int i = 0; i < {size}; i++) printf(\"%02x\", out[k][i]); printf(\"\\n\"); }}\n  return 0;\n}}").unwrap();
-        std::fs::write(dir.join("m.o"), obj).unwrap();
-        std::fs::write(dir.join("main.c"), c).unwrap();
-        let cc = Command::new("cc").arg("-o").arg(dir.join("main")).arg(dir.join("main.c")).arg(dir.join("m.o")).status().unwrap();
-        assert!(cc.success());
-        let out = String::from_utf8(Command::new(dir.join("main")).output().unwrap().stdout).unwrap();
-        std::fs::remove_dir_all(&dir).ok();
-
-        let mut lines = out.lines();
-        assert_eq!(lines.next(), Some("0"));
+        let (isa, caps) = isa::for_target(crate::targets::find("host").unwrap()).unwrap();
+        let outs = run_native(&p, isa, Caps { rounding: false, fma: false, ..caps }, &bytes, &format!("{dtype}"));
+        let lines = outs.iter();
         let want = interp::run(&p, std::slice::from_ref(&input)).unwrap();
-        for (k, (line, w)) in lines.zip(&want).enumerate() {
-            let got: Vec<u8> = (0..line.len() / 2).map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap()).collect();
+        for (k, (got, w)) in lines.zip(&want).enumerate() {
             let (got, want): (Vec<f64>, Vec<f64>) = match w {
                 Tensor::F32(a) => (got.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(), a.iter().map(|&x| x as f64).collect()),
                 Tensor::F64(a) => (got.chunks(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(), a.iter().copied().collect()),
@@ -96,5 +64,76 @@ fn emulated_rounding_and_fma_match_the_interpreter() {
                 assert!(g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()), "{dtype} output {k} element {i} ({}): got {g}, want {w}", values()[i]);
             }
         }
+    }
+}
+
+/// Compiles `p` for the host with `caps`, links it with a C `main` that passes `input`
+/// as the one input and prints the return code and every output's bytes, runs it and
+/// returns the outputs' bytes (asserting a return code of 0).
+fn run_native(p: &Program, isa: cranelift_codegen::isa::OwnedTargetIsa, caps: Caps, input: &[u8], tag: &str) -> Vec<Vec<u8>> {
+    let target = crate::targets::find("host").unwrap();
+    let l = layout(p);
+    let opts = EmitOptions { name: "m", target, model_hash: 7, embedded_weights: None };
+    let obj = emit_with(&Input { program: p, layout: &l, options: opts }, isa, caps).unwrap();
+    let dir = std::env::temp_dir().join(format!("edgec-cranelift-unit-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sizes: Vec<usize> = p.outputs().iter().map(|&b| p.buffer(b).len() * p.buffer(b).dtype.size()).collect();
+    let mut c = String::from("#include <stdio.h>\nint m_run(const void *, void *, const void *const[], void *const[]);\n");
+    let blob = crate::emit::blob::build(p, &l, 7).unwrap();
+    writeln!(c, "static const unsigned char blob[{}] __attribute__((aligned(16))) = {{{}}};", blob.len(), blob.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")).unwrap();
+    writeln!(c, "static const unsigned char in0[{}] __attribute__((aligned(16))) = {{{}}};", input.len(), input.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")).unwrap();
+    writeln!(c, "static unsigned char arena[{}] __attribute__((aligned(16)));", l.arena_size.max(1)).unwrap();
+    for (k, size) in sizes.iter().enumerate() {
+        writeln!(c, "static unsigned char out{k}[{}] __attribute__((aligned(16)));", size.max(&1)).unwrap();
+    }
+    let list = (0..sizes.len()).map(|k| format!("out{k}")).collect::<Vec<_>>().join(",");
+    writeln!(c, "int main(void) {{ const void *ins[] = {{in0}}; void *outs[] = {{{list}}};").unwrap();
+    writeln!(c, "  printf(\"%d\\n\", m_run(blob, arena, ins, outs));").unwrap();
+    for (k, size) in sizes.iter().enumerate() {
+        writeln!(c, "  for (int i = 0; i < {size}; i++) printf(\"%02x\", out{k}[i]); printf(\"\\n\");").unwrap();
+    }
+    c.push_str("  return 0;\n}\n");
+    std::fs::write(dir.join("m.o"), obj).unwrap();
+    std::fs::write(dir.join("main.c"), c).unwrap();
+    let cc = Command::new("cc").arg("-o").arg(dir.join("main")).arg(dir.join("main.c")).arg(dir.join("m.o")).status().unwrap();
+    assert!(cc.success());
+    let out = String::from_utf8(Command::new(dir.join("main")).output().unwrap().stdout).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"));
+    lines.map(|line| (0..line.len() / 2).map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap()).collect()).collect()
+}
+
+/// Packed stores are byte read-modify-writes: a loop that loads and stores the same byte
+/// buffer (4-bit stores) must run in order, never as `f32x4`, and an f32 loop beside
+/// them still vectorises. Compiled with the host's SIMD and compared with the
+/// interpreter byte for byte.
+#[test]
+fn packed_read_modify_write_is_not_vectorised_wrongly() {
+    let n = 37;
+    let xs: Vec<f32> = (0..n).map(|i| (i as f32 - 18.0) * 0.7).collect();
+    let mut p = Program::default();
+    let a = p.add_buffer("a", DType::F32, vec![n], BufKind::Input(0));
+    let mut kb = KernelBuilder::new("k");
+    for (k, d) in [DType::I4, DType::U2, DType::F4E2M1, DType::F8E4M3FN].into_iter().enumerate() {
+        let o = p.add_buffer(format!("o{k}"), d, vec![n], BufKind::Output(k));
+        let v = |x| if d.is_int() { e::cast(crate::kir::Ty::I32, x) } else { x };
+        kb.for_(n, |kb, i| kb.store(o, i.clone(), v(e::load(a, i))));
+        // Overwrite the odd elements in a second pass: the even ones must survive.
+        kb.for_(n / 2, |kb, i| {
+            let j = e::add(e::mul(i.clone(), e::idx(2)), e::idx(1));
+            kb.store(o, j, v(e::un(UnOp::Neg, e::load(a, i))))
+        });
+    }
+    let f = p.add_buffer("f", DType::F32, vec![n], BufKind::Output(4));
+    kb.for_(n, |kb, i| kb.store(f, i.clone(), e::mul(e::load(a, i), e::f32(3.0))));
+    p.kernels.push(kb.finish());
+    crate::kir::packed::expand(&mut p);
+    let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let (isa, caps) = isa::for_target(crate::targets::find("host").unwrap()).unwrap();
+    let got = run_native(&p, isa, caps, &bytes, "packed");
+    let want = interp::run(&p, &[Tensor::from_vec(&[n], xs)]).unwrap();
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(Some(g.clone()), crate::emit::bytes::to_le_bytes(w), "output {k}");
     }
 }

@@ -135,12 +135,7 @@ fn from_raw(dtype: DType, shape: &[usize], numel: usize, raw: &[u8]) -> DecodeRe
 
 /// Sub-byte elements, low bits first, one element per output byte.
 fn unpack(dtype: DType, bytes: &[u8], numel: usize) -> Vec<u8> {
-    match dtype.bits() {
-        8 => bytes.to_vec(),
-        4 => (0..numel).map(|i| (bytes[i / 2] >> ((i % 2) * 4)) & 0xF).collect(),
-        2 => (0..numel).map(|i| (bytes[i / 4] >> ((i % 4) * 2)) & 0x3).collect(),
-        _ => unreachable!("packed types are 8, 4 or 2 bits"),
-    }
+    crate::ir::packed::unpack(dtype, bytes, numel)
 }
 
 fn from_typed_fields(t: &TensorProto, dtype: DType, shape: &[usize], numel: usize) -> DecodeResult<Tensor> {
