@@ -219,6 +219,7 @@ mod tests {
             code_kind: "obj",
             code_bytes: 100,
             model_hash: 1,
+            footprint: None,
         };
         let page = render("m", "host", &t, &r);
         assert_eq!(page.matches("<rect").count(), 1);
