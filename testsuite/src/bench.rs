@@ -163,9 +163,11 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
             None => tc.run_prefix.join(" "),
         };
         println!("target {t} ({runs_on}), {} counted runs per model", args.runs.max(1));
-        println!("{:<20} {:>12} {:>15} {:>15} {:>10}  {}", "model", "MACs", "instr/infer", "in model code", "instr/MAC", "check");
+        println!("{:<20} {:>12} {:>15} {:>15} {:>10}  check", "model", "MACs", "instr/infer", "in model code", "instr/MAC");
         for dir in &dirs {
-            let row = bench_model(tc, dir, args, &plugin, work.path()).with_context(|| format!("{} on {t}", dir.display()))?;
+            // A directory per target: a batch directory must not hold another
+            // backend's `NAME.o` (it would name the wrong code as the model's).
+            let row = bench_model(tc, dir, args, &plugin, &work.path().join(t)).with_context(|| format!("{} on {t}", dir.display()))?;
             let Some(first) = row.counts.first().copied() else {
                 println!("{:<20} {:>12} {}", row.model, row.macs, row.verdict);
                 continue;

@@ -15,6 +15,7 @@ use std::process::Command;
 
 use super::driver::{run_batch_with, Instrument, Job, SetResult, MARK_BEGIN, MARK_END};
 use super::toolchain::{RunConfig, ToolError, Toolchain};
+use super::CodeKind;
 
 pub const PLUGIN_SOURCE: &str = include_str!("../../../targets/qemu-plugin/icount.c");
 pub const PLUGIN_HEADER: &str = include_str!("../../../targets/qemu-plugin/qemu-plugin.h");
@@ -101,23 +102,23 @@ fn code_symbols(nm: &str, exe: &Path) -> Result<Vec<Symbol>, ToolError> {
 /// kernels and any static helpers (the C backend's `ec_*`). For C code the source is
 /// compiled once more, alone, with the runner's flags, the same code the driver links.
 fn model_symbols(tc: &Toolchain, nm: &str, dir: &Path, name: &str) -> Result<Vec<String>, ToolError> {
-    let object = dir.join(format!("{name}.o"));
-    let object = if object.is_file() {
-        object
-    } else {
-        let alone = dir.join(format!("{name}.alone.o"));
-        let out = Command::new(tc.cc)
-            .args(tc.cflags)
-            .arg("-c")
-            .arg(dir.join(format!("{name}.c")))
-            .arg("-o")
-            .arg(&alone)
-            .output()
-            .map_err(|e| ToolError::Failed(format!("cannot run {}: {e}", tc.cc)))?;
-        if !out.status.success() {
-            return Err(ToolError::Failed(format!("{} failed: {}", tc.cc, String::from_utf8_lossy(&out.stderr))));
+    let object = match tc.code {
+        CodeKind::Object => dir.join(format!("{name}.o")),
+        CodeKind::C => {
+            let alone = dir.join(format!("{name}.alone.o"));
+            let out = Command::new(tc.cc)
+                .args(tc.cflags)
+                .arg("-c")
+                .arg(dir.join(format!("{name}.c")))
+                .arg("-o")
+                .arg(&alone)
+                .output()
+                .map_err(|e| ToolError::Failed(format!("cannot run {}: {e}", tc.cc)))?;
+            if !out.status.success() {
+                return Err(ToolError::Failed(format!("{} failed: {}", tc.cc, String::from_utf8_lossy(&out.stderr))));
+            }
+            alone
         }
-        alone
     };
     Ok(code_symbols(nm, &object)?.into_iter().map(|s| s.name).collect())
 }
