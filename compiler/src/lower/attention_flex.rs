@@ -258,3 +258,86 @@ fn modifier(cx: &mut LowerCx, what: &str, body: Option<&SubGraph>, input: BufId,
     cx.emit(kb.finish());
     Ok(dst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::linalg::testkit::run_op;
+    use super::*;
+    use crate::ir::{Graph, Node, Tensor};
+    use crate::ops::attention::AttentionOp;
+    use crate::ops::elementwise::{Binary, ElementwiseOp};
+    use crate::ops::{Op, Semantics};
+    use crate::testdata::{compare, CONTRACT};
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 41 + seed * 13) % 31) as f32 * 0.07 - 1.0).collect()
+    }
+
+    /// A modifier `x op c` (c a scalar constant).
+    fn binary_mod(op: Binary, op_type: &str, c: f32) -> SubGraph {
+        mod_graph(Op::Elementwise(ElementwiseOp::Binary(op)), op_type, c)
+    }
+
+    /// A modifier of one node `op(x, c)`.
+    fn mod_graph(op: Op, op_type: &str, c: f32) -> SubGraph {
+        let mut g = Graph::default();
+        let x = g.add_value("x");
+        g.inputs.push(x);
+        let k = g.add_constant("c", Tensor::from_vec(&[], vec![c]));
+        let y = g.add_value("y");
+        let node = Node {
+            name: op_type.into(),
+            op,
+            op_type: op_type.into(),
+            domain: String::new(),
+            opset: 23,
+            inputs: vec![Some(x), Some(k)],
+            outputs: vec![Some(y)],
+        };
+        g.add_node(node);
+        g.outputs.push(y);
+        SubGraph { graph: g, n_formal_inputs: 1, captures: vec![] }
+    }
+
+    fn check(fa: FlexAttention, inputs: Vec<Tensor>) {
+        let want = AttentionOp::FlexAttention(fa.clone()).eval(&inputs.iter().map(Some).collect::<Vec<_>>()).expect("evaluates");
+        let got = run_op(&inputs, &[want[0].type_info()], |cx, ins, outs| lower(&fa, cx, ins, outs));
+        compare(&got[0], &want[0], CONTRACT).expect("matches the evaluator");
+    }
+
+    fn qkv(b: usize, hq: usize, hkv: usize, l: usize, s: usize, e: usize, ev: usize, dt: DType) -> Vec<Tensor> {
+        vec![
+            Tensor::from_vec(&[b, hq, l, e], data(b * hq * l * e, 1)).cast(dt),
+            Tensor::from_vec(&[b, hkv, s, e], data(b * hkv * s * e, 2)).cast(dt),
+            Tensor::from_vec(&[b, hkv, s, ev], data(b * hkv * s * ev, 3)).cast(dt),
+        ]
+    }
+
+    #[test]
+    fn streaming_gqa_f16_matches_the_evaluator() {
+        check(FlexAttention::new(None, None, None), qkv(2, 4, 2, 3, 5, 4, 6, DType::F16));
+    }
+
+    #[test]
+    fn score_and_prob_modifiers_are_lowered_between_the_stages() {
+        let fa = FlexAttention::new(Some(0.3), Some(binary_mod(Binary::Add, "Add", 0.5)), Some(binary_mod(Binary::Mul, "Mul", 2.0)));
+        check(fa, qkv(1, 2, 1, 3, 4, 5, 2, DType::F32));
+    }
+
+    #[test]
+    fn a_modifier_without_code_generation_is_cleanly_unsupported() {
+        let body = mod_graph(Op::Unsupported("no code generation".into()), "Mystery", 0.5);
+        let fa = FlexAttention::new(None, Some(body), None);
+        let mut prog = crate::kir::Program::default();
+        let mut operand = |name: &str, shape: Vec<usize>, kind| {
+            let buf = prog.add_buffer(name, DType::F32, shape.clone(), kind);
+            Some(Operand { buf, ty: TypeInfo::new(DType::F32, shape), konst: None })
+        };
+        use crate::kir::BufKind::{Input, Output};
+        let ins = vec![operand("q", vec![1, 1, 2, 2], Input(0)), operand("k", vec![1, 1, 2, 2], Input(1)), operand("v", vec![1, 1, 2, 2], Input(2))];
+        let outs = vec![operand("y", vec![1, 1, 2, 2], Output(0))];
+        let mut cx = LowerCx { prog: &mut prog, name: "flex".into(), aliases: Vec::new() };
+        let err = lower(&fa, &mut cx, &ins, &outs).expect_err("unsupported");
+        assert!(matches!(err, OpError::Unsupported(ref m) if m.contains("score_mod")), "{err:?}");
+    }
+}

@@ -133,3 +133,52 @@ pub(super) fn lower(la: &LinearAttention, cx: &mut LowerCx, ins: &[Option<Operan
     cx.emit(kb.finish());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::linalg::testkit::run_op;
+    use super::*;
+    use crate::ir::{Tensor, TypeInfo};
+    use crate::ops::attention::{AttentionOp, UpdateRule};
+    use crate::ops::Semantics;
+    use crate::testdata::{compare, CONTRACT};
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 + seed * 11) % 23) as f32 * 0.05 - 0.55).collect()
+    }
+
+    /// Lowers `la`, runs it on the KIR interpreter and compares both outputs with the
+    /// evaluator (f64 there, f32 here: the contract tolerance). `inputs` are the
+    /// leading inputs, all present.
+    fn check(la: LinearAttention, inputs: Vec<Tensor>) {
+        let want = AttentionOp::LinearAttention(la.clone()).eval(&inputs.iter().map(Some).collect::<Vec<_>>()).expect("evaluates");
+        let types: Vec<TypeInfo> = want.iter().map(|t| t.type_info()).collect();
+        let got = run_op(&inputs, &types, |cx, ins, outs| lower(&la, cx, ins, outs));
+        for (g, w) in got.iter().zip(&want) {
+            compare(g, w, CONTRACT).expect("matches the evaluator");
+        }
+    }
+
+    #[test]
+    fn gated_delta_gqa_with_past_matches_the_evaluator() {
+        let (b, t, qh, kvh, dk, dv) = (2, 3, 4, 2, 3, 2);
+        let la = LinearAttention::new(qh, kvh, None, UpdateRule::GatedDelta);
+        let q = Tensor::from_vec(&[b, t, qh * dk], data(b * t * qh * dk, 1));
+        let k = Tensor::from_vec(&[b, t, kvh * dk], data(b * t * kvh * dk, 2));
+        let v = Tensor::from_vec(&[b, t, kvh * dv], data(b * t * kvh * dv, 3));
+        let past = Tensor::from_vec(&[b, kvh, dk, dv], data(b * kvh * dk * dv, 4));
+        // Per-feature decay, per-head beta.
+        let decay = Tensor::from_vec(&[b, t, kvh * dk], data(b * t * kvh * dk, 5).iter().map(|x| -x.abs()).collect::<Vec<f32>>());
+        let beta = Tensor::from_vec(&[b, t, kvh], data(b * t * kvh, 6).iter().map(|x| x.abs()).collect::<Vec<f32>>());
+        check(la, vec![q, k, v, past, decay, beta]);
+    }
+
+    #[test]
+    fn f16_linear_rule_without_past_rounds_the_state_once() {
+        let (b, t, h, dk, dv) = (1, 4, 2, 2, 3);
+        let la = LinearAttention::new(h, h, Some(0.5), UpdateRule::Linear);
+        let f16 = |shape: &[usize], seed| Tensor::from_vec(shape, data(shape.iter().product(), seed)).cast(crate::ir::DType::F16);
+        let (q, k, v) = (f16(&[b, t, h * dk], 7), f16(&[b, t, h * dk], 8), f16(&[b, t, h * dv], 9));
+        check(la, vec![q, k, v]);
+    }
+}

@@ -45,6 +45,12 @@ impl FlexAttention {
         })
     }
 
+    /// A node with these modifiers (each a one-input, one-output graph, no captures).
+    #[cfg(test)]
+    pub(crate) fn new(scale: Option<f64>, score_mod: Option<SubGraph>, prob_mod: Option<SubGraph>) -> FlexAttention {
+        FlexAttention { scale, precision: None, score_mod: score_mod.map(ModGraph), prob_mod: prob_mod.map(ModGraph) }
+    }
+
     pub(crate) fn scale(&self) -> Option<f64> {
         self.scale
     }

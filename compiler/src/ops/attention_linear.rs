@@ -19,10 +19,10 @@ pub enum UpdateRule {
 }
 
 impl UpdateRule {
-    pub(crate) fn gated(self) -> bool {
+    fn gated(self) -> bool {
         matches!(self, UpdateRule::Gated | UpdateRule::GatedDelta)
     }
-    pub(crate) fn delta(self) -> bool {
+    fn delta(self) -> bool {
         matches!(self, UpdateRule::Delta | UpdateRule::GatedDelta)
     }
 }
@@ -80,8 +80,9 @@ impl LinearAttention {
     pub(crate) fn scale(&self, d_k: usize) -> f64 {
         self.scale.unwrap_or(1.0 / (d_k as f64).sqrt())
     }
-    pub(crate) fn rule(&self) -> UpdateRule {
-        self.rule
+    #[cfg(test)]
+    pub(crate) fn new(q_heads: usize, kv_heads: usize, scale: Option<f64>, rule: UpdateRule) -> LinearAttention {
+        LinearAttention { q_heads, kv_heads, scale, rule }
     }
 
     /// Sizes of a call with these input shapes (query, key, value, past_state, decay, beta).

@@ -464,6 +464,11 @@ impl CausalConv {
         Ok(CausalConv { silu })
     }
 
+    #[cfg(test)]
+    pub(crate) fn new(silu: bool) -> CausalConv {
+        CausalConv { silu }
+    }
+
     pub(crate) fn silu(&self) -> bool {
         self.silu
     }
