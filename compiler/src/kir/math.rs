@@ -72,8 +72,6 @@ impl Rewriter<'_> {
     /// Rewrites `e` bottom-up; bindings go to `pre`.
     fn expr(&mut self, e: Expr, pre: &mut Vec<Stmt>) -> Expr {
         match e {
-            Expr::Lit(_) | Expr::Var(_) => e,
-            Expr::Load { buf, index } => Expr::Load { buf, index: Box::new(self.expr(*index, pre)) },
             Expr::Unary(op, a) => {
                 let a = self.expr(*a, pre);
                 match self.ty_of(&a) {
@@ -91,31 +89,13 @@ impl Rewriter<'_> {
                     _ => Expr::Binary(op, Box::new(a), Box::new(b)),
                 }
             }
-            Expr::Select(c, a, b) => {
-                let c = self.expr(*c, pre);
-                let a = self.expr(*a, pre);
-                Expr::Select(Box::new(c), Box::new(a), Box::new(self.expr(*b, pre)))
-            }
-            Expr::Cast(t, a) => Expr::Cast(t, Box::new(self.expr(*a, pre))),
-            Expr::Bitcast(t, a) => Expr::Bitcast(t, Box::new(self.expr(*a, pre))),
-            Expr::Fma(a, b, c) => {
-                let a = self.expr(*a, pre);
-                let b = self.expr(*b, pre);
-                Expr::Fma(Box::new(a), Box::new(b), Box::new(self.expr(*c, pre)))
-            }
+            other => other.map_operands(|x| self.expr(x, pre)),
         }
     }
 
     /// The type of an expression, `None` where the program is malformed.
     fn ty_of(&self, e: &Expr) -> Option<Ty> {
-        match e {
-            Expr::Lit(l) => Some(l.ty()),
-            Expr::Var(v) => self.vars.get(v.0 as usize).copied(),
-            Expr::Load { buf, .. } => Ty::of_storage(self.buffers.get(buf.0 as usize)?.dtype),
-            Expr::Unary(_, a) | Expr::Fma(a, _, _) | Expr::Select(_, a, _) => self.ty_of(a),
-            Expr::Binary(op, a, _) => if op.is_comparison() { Some(Ty::Bool) } else { self.ty_of(a) },
-            Expr::Cast(t, _) | Expr::Bitcast(t, _) => Some(*t),
-        }
+        e.ty(self.vars, self.buffers)
     }
 }
 

@@ -222,6 +222,50 @@ pub enum Expr {
     Fma(Box<Expr>, Box<Expr>, Box<Expr>),
 }
 
+impl Expr {
+    /// The type of the expression given the kernel's variable types and the program's
+    /// buffers; `None` where it is malformed (the validator's business, not this one's).
+    pub fn ty(&self, vars: &[Ty], buffers: &[Buffer]) -> Option<Ty> {
+        match self {
+            Expr::Lit(l) => Some(l.ty()),
+            Expr::Var(v) => vars.get(v.0 as usize).copied(),
+            Expr::Load { buf, .. } => Ty::of_storage(buffers.get(buf.0 as usize)?.dtype),
+            Expr::Unary(_, a) | Expr::Fma(a, _, _) | Expr::Select(_, a, _) => a.ty(vars, buffers),
+            Expr::Binary(op, a, _) if op.is_comparison() => Some(Ty::Bool),
+            Expr::Binary(_, a, _) => a.ty(vars, buffers),
+            Expr::Cast(t, _) | Expr::Bitcast(t, _) => Some(*t),
+        }
+    }
+
+    /// The same node with each operand replaced by `f(operand)`, operands visited in
+    /// evaluation order: the step of every bottom-up rewrite (`math::expand`,
+    /// `packed::expand`) for the nodes it does not change itself.
+    pub fn map_operands(self, mut f: impl FnMut(Expr) -> Expr) -> Expr {
+        let mut g = |x: Box<Expr>| Box::new(f(*x));
+        match self {
+            Expr::Lit(_) | Expr::Var(_) => self,
+            Expr::Load { buf, index } => Expr::Load { buf, index: g(index) },
+            Expr::Unary(op, a) => Expr::Unary(op, g(a)),
+            Expr::Binary(op, a, b) => {
+                let a = g(a);
+                Expr::Binary(op, a, g(b))
+            }
+            Expr::Select(c, a, b) => {
+                let c = g(c);
+                let a = g(a);
+                Expr::Select(c, a, g(b))
+            }
+            Expr::Cast(t, a) => Expr::Cast(t, g(a)),
+            Expr::Bitcast(t, a) => Expr::Bitcast(t, g(a)),
+            Expr::Fma(a, b, c) => {
+                let a = g(a);
+                let b = g(b);
+                Expr::Fma(a, b, g(c))
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `for var in 0..extent { body }`; `var` is an `Index` variable.

@@ -182,7 +182,6 @@ impl Rewriter<'_> {
     /// Rewrites `e` bottom-up; bindings go to `pre`.
     fn expr(&mut self, x: Expr, pre: &mut Vec<Stmt>) -> Expr {
         match x {
-            Expr::Lit(_) | Expr::Var(_) => x,
             Expr::Load { buf, index } => {
                 let index = self.expr(*index, pre);
                 match self.format(buf) {
@@ -201,43 +200,14 @@ impl Rewriter<'_> {
                     None => Expr::Load { buf, index: Box::new(index) },
                 }
             }
-            Expr::Unary(op, a) => Expr::Unary(op, Box::new(self.expr(*a, pre))),
-            Expr::Binary(op, a, b) => {
-                let a = self.expr(*a, pre);
-                Expr::Binary(op, Box::new(a), Box::new(self.expr(*b, pre)))
-            }
-            Expr::Select(c, a, b) => {
-                let c = self.expr(*c, pre);
-                let a = self.expr(*a, pre);
-                Expr::Select(Box::new(c), Box::new(a), Box::new(self.expr(*b, pre)))
-            }
-            Expr::Cast(t, a) => Expr::Cast(t, Box::new(self.expr(*a, pre))),
-            Expr::Bitcast(t, a) => Expr::Bitcast(t, Box::new(self.expr(*a, pre))),
-            Expr::Fma(a, b, c) => {
-                let a = self.expr(*a, pre);
-                let b = self.expr(*b, pre);
-                Expr::Fma(Box::new(a), Box::new(b), Box::new(self.expr(*c, pre)))
-            }
+            other => other.map_operands(|x| self.expr(x, pre)),
         }
     }
 
     /// The type of a rewritten expression (packed buffers are bytes by now), `None`
     /// where the program is malformed.
     fn ty_of(&self, x: &Expr) -> Option<Ty> {
-        match x {
-            Expr::Lit(l) => Some(l.ty()),
-            Expr::Var(v) => self.vars.get(v.0 as usize).copied(),
-            Expr::Load { buf, .. } => Ty::of_storage(self.buffers.get(buf.0 as usize)?.dtype),
-            Expr::Unary(_, a) | Expr::Fma(a, _, _) | Expr::Select(_, a, _) => self.ty_of(a),
-            Expr::Binary(op, a, _) => {
-                if op.is_comparison() {
-                    Some(Ty::Bool)
-                } else {
-                    self.ty_of(a)
-                }
-            }
-            Expr::Cast(t, _) | Expr::Bitcast(t, _) => Some(*t),
-        }
+        x.ty(self.vars, self.buffers)
     }
 }
 

@@ -12,7 +12,8 @@
 //! pass through), then per token the cache row (from `position_ids`, bounds-checked) and
 //! the rotation of each pair.
 //!
-//! `LinearAttention` and `FlexAttention` are not lowered yet (clean `Unsupported`).
+//! `LinearAttention` (`attention_linear.rs`) and `FlexAttention` (`attention_flex.rs`)
+//! have modules of their own.
 
 use super::reduce::flit;
 use super::{LowerCx, Operand};
@@ -26,7 +27,8 @@ pub fn lower(op: &AttentionOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: 
     match op {
         AttentionOp::Attention(a) => attention(a, cx, ins, outs),
         AttentionOp::RotaryEmbedding(r) => rotary(r, cx, ins, outs),
-        _ => Err(OpError::unsupported("code generation for this op is not implemented yet")),
+        AttentionOp::LinearAttention(l) => super::attention_linear::lower(l, cx, ins, outs),
+        AttentionOp::FlexAttention(f) => super::attention_flex::lower(f, cx, ins, outs),
     }
 }
 

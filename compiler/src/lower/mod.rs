@@ -9,6 +9,8 @@
 pub mod copy;
 
 mod attention;
+mod attention_flex;
+mod attention_linear;
 mod control;
 mod control_body;
 mod conv;
@@ -28,6 +30,7 @@ mod pool;
 mod quant;
 mod reduce;
 mod rnn;
+mod rnn_conv;
 mod shape;
 mod signal;
 

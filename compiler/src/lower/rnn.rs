@@ -8,7 +8,7 @@
 //!
 //! Runtime `sequence_lens` (checked to lie in `0..=seq`, else `Fail(6)`) guard each
 //! step with `s < len`; Y is zeroed first so the skipped steps read 0 as in the
-//! evaluator. `CausalConvWithState` is not lowered yet.
+//! evaluator. `CausalConvWithState` is in `rnn_conv.rs`.
 
 use super::reduce::flit;
 use super::{LowerCx, Operand};
@@ -21,7 +21,7 @@ use crate::ops::rnn::{Act, Cell, Recurrent, RnnOp};
 pub fn lower(op: &RnnOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<Operand>]) -> Result<(), OpError> {
     match op {
         RnnOp::Recurrent(r) => recurrent(r, cx, ins, outs),
-        RnnOp::CausalConvWithState(_) => Err(OpError::unsupported("code generation for this op is not implemented yet")),
+        RnnOp::CausalConvWithState(c) => super::rnn_conv::lower(c, cx, ins, outs),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::ir::{DType, Tensor, TypeInfo};
 
 #[path = "attention_linear.rs"]
 mod linear;
-pub use linear::LinearAttention;
+pub use linear::{LinearAttention, UpdateRule};
 
 #[path = "attention_flex.rs"]
 mod flex;

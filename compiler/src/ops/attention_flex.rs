@@ -45,8 +45,29 @@ impl FlexAttention {
         })
     }
 
+    /// A node with these modifiers (each a one-input, one-output graph, no captures).
+    #[cfg(test)]
+    pub(crate) fn new(scale: Option<f64>, score_mod: Option<SubGraph>, prob_mod: Option<SubGraph>) -> FlexAttention {
+        FlexAttention { scale, precision: None, score_mod: score_mod.map(ModGraph), prob_mod: prob_mod.map(ModGraph) }
+    }
+
+    pub(crate) fn scale(&self) -> Option<f64> {
+        self.scale
+    }
+    /// The modifier subgraphs `(score_mod, prob_mod)`.
+    pub(crate) fn mods(&self) -> (Option<&SubGraph>, Option<&SubGraph>) {
+        (self.score_mod.as_ref().map(|m| &m.0), self.prob_mod.as_ref().map(|m| &m.0))
+    }
+    /// The type scores and probabilities are kept in for inputs of type `q`.
+    pub(crate) fn compute_dtype(&self, q: DType) -> DType {
+        self.precision.unwrap_or(match q {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        })
+    }
+
     /// Checks `Q [B, Hq, L, E]`, `K [B, Hkv, S, E]`, `V [B, Hkv, S, Ev]`; returns Y's shape.
-    fn out_shape(q: &[usize], k: &[usize], v: &[usize]) -> Result<Vec<usize>, OpError> {
+    pub(crate) fn out_shape(q: &[usize], k: &[usize], v: &[usize]) -> Result<Vec<usize>, OpError> {
         let ok = q.len() == 4
             && k.len() == 4
             && v.len() == 4
@@ -75,10 +96,7 @@ impl FlexAttention {
         let (b, hq, l, e) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
         let (hkv, s, ev) = (k.shape()[1], k.shape()[2], v.shape()[3]);
         let group = hq / hkv;
-        let compute = self.precision.unwrap_or(match q.dtype() {
-            DType::F16 | DType::BF16 => DType::F32,
-            d => d,
-        });
+        let compute = self.compute_dtype(q.dtype());
         let scale = self.scale.unwrap_or(1.0 / (e as f64).sqrt());
         let (qv, kv, vv) = (q.to_f64_vec(), k.to_f64_vec(), v.to_f64_vec());
         let score_shape = [b, hq, l, s];

@@ -41,15 +41,15 @@ const DECAY: usize = 4;
 const BETA: usize = 5;
 
 /// Sizes of one call.
-struct Geom {
-    batch: usize,
-    steps: usize,
-    d_k: usize,
-    d_v: usize,
+pub(crate) struct Geom {
+    pub(crate) batch: usize,
+    pub(crate) steps: usize,
+    pub(crate) d_k: usize,
+    pub(crate) d_v: usize,
     /// `decay` gives one value per kv head (else one per key feature).
-    decay_per_head: bool,
+    pub(crate) decay_per_head: bool,
     /// `beta` gives one value per kv head (else one shared value).
-    beta_per_head: bool,
+    pub(crate) beta_per_head: bool,
 }
 
 impl LinearAttention {
@@ -70,7 +70,23 @@ impl LinearAttention {
         Ok(LinearAttention { q_heads, kv_heads, scale: (scale != 0.0).then_some(scale), rule })
     }
 
-    fn geometry(&self, shapes: [Option<&[usize]>; 6]) -> Result<Geom, OpError> {
+    pub(crate) fn q_heads(&self) -> usize {
+        self.q_heads
+    }
+    pub(crate) fn kv_heads(&self) -> usize {
+        self.kv_heads
+    }
+    /// The score scale (`1/sqrt(d_k)` unless given).
+    pub(crate) fn scale(&self, d_k: usize) -> f64 {
+        self.scale.unwrap_or(1.0 / (d_k as f64).sqrt())
+    }
+    #[cfg(test)]
+    pub(crate) fn new(q_heads: usize, kv_heads: usize, scale: Option<f64>, rule: UpdateRule) -> LinearAttention {
+        LinearAttention { q_heads, kv_heads, scale, rule }
+    }
+
+    /// Sizes of a call with these input shapes (query, key, value, past_state, decay, beta).
+    pub(crate) fn geometry(&self, shapes: [Option<&[usize]>; 6]) -> Result<Geom, OpError> {
         let bad = |why: String| OpError::invalid(format!("LinearAttention: {why}"));
         let [Some(q), Some(k), Some(v), past, decay, beta] = shapes else {
             return Err(bad("query, key and value are required".into()));
@@ -133,7 +149,7 @@ impl LinearAttention {
         };
         let (kvh, dk, dv) = (self.kv_heads, g.d_k, g.d_v);
         let group = self.q_heads / kvh;
-        let scale = self.scale.unwrap_or(1.0 / (dk as f64).sqrt());
+        let scale = self.scale(dk);
         let mut out = vec![0.0; numel(&[g.batch, g.steps, self.q_heads, dv])?];
         for b in 0..g.batch {
             for t in 0..g.steps {

@@ -452,7 +452,7 @@ pub struct CausalConv {
 }
 
 /// Sizes `(batch, channels, length, kernel)` of one call.
-type ConvGeom = (usize, usize, usize, usize);
+pub(crate) type ConvGeom = (usize, usize, usize, usize);
 
 impl CausalConv {
     fn parse(ctx: &NodeCtx) -> Result<CausalConv, OpError> {
@@ -464,7 +464,17 @@ impl CausalConv {
         Ok(CausalConv { silu })
     }
 
-    fn geometry(shapes: [Option<&[usize]>; 4]) -> Result<ConvGeom, OpError> {
+    #[cfg(test)]
+    pub(crate) fn new(silu: bool) -> CausalConv {
+        CausalConv { silu }
+    }
+
+    pub(crate) fn silu(&self) -> bool {
+        self.silu
+    }
+
+    /// `(batch, channels, length, kernel)` for the shapes of (input, weight, bias, past_state).
+    pub(crate) fn geometry(shapes: [Option<&[usize]>; 4]) -> Result<ConvGeom, OpError> {
         let bad = |why: String| OpError::invalid(format!("CausalConvWithState: {why}"));
         let [Some(x), Some(w), bias, past] = shapes else {
             return Err(bad("input and weight are required".into()));
