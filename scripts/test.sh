@@ -14,3 +14,6 @@ grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
   [ -n "$target" ] || continue
   target/release/edgec-testsuite onnx-node --target "$target" --min-passed "$floor"
 done
+# Instructions per inference of the shared models under QEMU (docs/benchmarks.md); the
+# bench fails when two counted runs differ or an output is wrong.
+target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --target riscv64 --dim past_sequence_length=16
