@@ -214,7 +214,7 @@ impl<'w> Model<'w> {
         let ptr = match (weights, spec.weights_size) {
             (None, 0) => core::ptr::null(),
             (Some(w), n) if n > 0 => {
-                if w.as_ptr() as usize % BLOB_ALIGN != 0 {
+                if !(w.as_ptr() as usize).is_multiple_of(BLOB_ALIGN) {
                     return Err(Error::WeightsAlign);
                 }
                 if w.len() != n {
@@ -242,7 +242,7 @@ impl<'w> Model<'w> {
         if arena.len() < s.arena_size {
             return Err(Error::ArenaSize { expected: s.arena_size, got: arena.len() });
         }
-        if arena.as_ptr() as usize % 16 != 0 {
+        if !(arena.as_ptr() as usize).is_multiple_of(16) {
             return Err(Error::ArenaAlign);
         }
         check(false, s.inputs, inputs.iter().map(|i| (i.dtype, i.len)))?;

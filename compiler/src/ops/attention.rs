@@ -194,7 +194,7 @@ impl Attention {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(bad("3D inputs need q_num_heads and kv_num_heads")),
                 };
-                if q[2] % qh != 0 || k[2] % kvh != 0 || v[2] % kvh != 0 {
+                if !q[2].is_multiple_of(qh) || !k[2].is_multiple_of(kvh) || !v[2].is_multiple_of(kvh) {
                     return Err(bad("hidden sizes must be multiples of the head counts"));
                 }
                 AttGeom { packed: true, batch: q[0], q_heads: qh, kv_heads: kvh, q_seq: q[1], kv_seq: k[1], past_seq: 0, head_qk: q[2] / qh, head_v: v[2] / kvh }
@@ -516,7 +516,7 @@ impl Rotary {
             _ => return Err(OpError::invalid(format!("RotaryEmbedding: input must be 3D or 4D, got {x:?}"))),
         };
         let rot = self.rotary_dim.unwrap_or(g.head);
-        if rot > g.head || rot % 2 != 0 {
+        if rot > g.head || !rot.is_multiple_of(2) {
             return Err(OpError::invalid(format!("RotaryEmbedding: rotary_embedding_dim {rot} must be even and at most the head size {}", g.head)));
         }
         let want_cache: Vec<usize> = match pos {

@@ -75,7 +75,7 @@ impl FlexAttention {
             && v[0] == q[0]
             && k[1] == v[1]
             && k[1] > 0
-            && q[1] % k[1] == 0
+            && q[1].is_multiple_of(k[1])
             && k[2] == v[2]
             && k[3] == q[3];
         if !ok {

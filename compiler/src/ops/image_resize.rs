@@ -270,7 +270,7 @@ impl Resize {
 
     /// An input that is present and non-empty (opsets 11–12 pass an empty tensor for
     /// "not given").
-    fn given<'a>(inputs: &[Option<&'a TypeInfo>], slot: Option<usize>) -> Option<usize> {
+    fn given(inputs: &[Option<&TypeInfo>], slot: Option<usize>) -> Option<usize> {
         let i = slot?;
         inputs.get(i).copied().flatten().filter(|t| t.numel() != Some(0)).map(|_| i)
     }
