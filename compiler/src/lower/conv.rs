@@ -2,13 +2,15 @@
 //! (DeformConv and Col2Im live in `lower/deform.rs`).
 //!
 //! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
-//! outside, then either the output plane as accumulator with the output positions
-//! innermost, or a scalar accumulator per output element ([`ConvDims::emit`]). Padding
-//! is not materialised: a tap whose input position falls outside the input is skipped
-//! by an `If` whose condition only tests the bounds a tap can actually cross
-//! ([`Window::tap`]), so unpadded convs have no conditions at all. ConvTranspose is
-//! written in gather form (each output element sums the inputs that scatter to it),
-//! which keeps its accumulator in a variable instead of read-modify-writing the output.
+//! outside, then either the output plane as accumulator ([`ConvDims::emit`]), with one
+//! loop nest per kernel position over exactly the output positions whose tap lies
+//! inside the input (ranges computed from the static shapes, [`Span`]), so the inner
+//! loops carry no bounds test and have affine indices the backends can vectorise; or a
+//! scalar accumulator per output element, where a tap outside the input is skipped by
+//! an `If` that only tests the bounds a tap can actually cross ([`Window::tap`]).
+//! Padding is not materialised. ConvTranspose uses the same per-kernel-position nests
+//! in scatter form when Y holds the accumulator, and otherwise a gather form (each
+//! output element sums the inputs that scatter to it in a variable).
 
 use super::linalg::{flit, holds_exactly, input, mac, output, zero};
 use super::{LowerCx, Operand};
