@@ -271,9 +271,6 @@ struct ConvTerms<'a> {
 /// instead of one loop nest per position, to bound the code size.
 const MAX_UNROLLED_TAPS: usize = 64;
 
-/// Strided ConvTranspose rows up to this length are unrolled (see the scatter form).
-const MAX_UNROLLED_ROW: usize = 8;
-
 /// Every kernel position, row-major.
 fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
     let mut all = vec![Vec::new()];
@@ -447,26 +444,12 @@ fn lower_conv_transpose(
                     let kx: Vec<Expr> = k.iter().map(|&v| e::idx(v as i64)).collect();
                     let wv = kb.let_(ty, e::load(w.buf, iadd(w0.clone(), linear(&kernel, &kx))));
                     let extents: Vec<usize> = spans.iter().map(|sp| sp.len).collect();
-                    // A strided store does not vectorise; short rows of it are
-                    // unrolled instead, trading loop overhead for constant offsets.
-                    let last = spans[ns - 1].len;
-                    let unroll = spans[ns - 1].stride > 1 && last <= MAX_UNROLLED_ROW;
-                    let outer = if unroll { &extents[..ns - 1] } else { &extents[..] };
-                    kb.for_shape(outer, |kb, q| {
-                        let cols: Vec<Expr> =
-                            if unroll { (0..last).map(|j| e::idx(j as i64)).collect() } else { Vec::new() };
-                        let rows: Vec<Vec<Expr>> = if unroll {
-                            cols.iter().map(|c| [q.to_vec(), vec![c.clone()]].concat()).collect()
-                        } else {
-                            vec![q.to_vec()]
-                        };
-                        for q in &rows {
-                            let i: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
-                            let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
-                            let at = iadd(y0.clone(), linear(out_sp, &o));
-                            let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &i)));
-                            kb.store(y.buf, at.clone(), mac(ty, e::load(y.buf, at), xv, e::var(wv)));
-                        }
+                    kb.for_shape(&extents, |kb, q| {
+                        let i: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
+                        let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
+                        let at = iadd(y0.clone(), linear(out_sp, &o));
+                        let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &i)));
+                        kb.store(y.buf, at.clone(), mac(ty, e::load(y.buf, at), xv, e::var(wv)));
                     });
                 }
             });
