@@ -2,13 +2,15 @@
 //! (DeformConv and Col2Im live in `lower/deform.rs`).
 //!
 //! Every conv is a direct loop nest, no im2col buffer: `(batch, group, out channel)`
-//! outside, then either the output plane as accumulator with the output positions
-//! innermost, or a scalar accumulator per output element ([`ConvDims::emit`]). Padding
-//! is not materialised: a tap whose input position falls outside the input is skipped
-//! by an `If` whose condition only tests the bounds a tap can actually cross
-//! ([`Window::tap`]), so unpadded convs have no conditions at all. ConvTranspose is
-//! written in gather form (each output element sums the inputs that scatter to it),
-//! which keeps its accumulator in a variable instead of read-modify-writing the output.
+//! outside, then either the output plane as accumulator ([`ConvDims::emit`]), with one
+//! loop nest per kernel position over exactly the output positions whose tap lies
+//! inside the input (ranges computed from the static shapes, [`Span`]), so the inner
+//! loops carry no bounds test and have affine indices the backends can vectorise; or a
+//! scalar accumulator per output element, where a tap outside the input is skipped by
+//! an `If` that only tests the bounds a tap can actually cross ([`Window::tap`]).
+//! Padding is not materialised. ConvTranspose uses the same per-kernel-position nests
+//! in scatter form when Y holds the accumulator, and otherwise a gather form (each
+//! output element sums the inputs that scatter to it in a variable).
 
 use super::linalg::{flit, holds_exactly, input, mac, output, zero};
 use super::{LowerCx, Operand};
@@ -190,7 +192,36 @@ impl ConvDims {
                 imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic)), sp_in as i64)
             };
             let w0 = |ic: Expr| imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
-            if in_place {
+            if in_place && kn <= MAX_UNROLLED_TAPS {
+                // Each kernel position is its own loop nest over exactly the output
+                // positions whose tap lies inside the input (computed here, shapes are
+                // static): no bounds test, indices affine in the loop variables, so a
+                // stride-1 conv's innermost loop vectorises.
+                kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
+                kb.for_(cg, |kb, ic| {
+                    for k in taps(kernel) {
+                        let g = &self.win.g;
+                        let spans: Vec<Span> = (0..k.len())
+                            .map(|a| {
+                                let off = (k[a] * g.dilations[a]) as i64 - g.pad_head[a] as i64;
+                                Span::new(off, g.strides[a], grid[a], self.win.target[a])
+                            })
+                            .collect();
+                        if spans.iter().any(|sp| sp.len == 0) {
+                            continue;
+                        }
+                        let kx: Vec<Expr> = k.iter().map(|&v| e::idx(v as i64)).collect();
+                        let wv = kb.let_(ty, (t.w)(iadd(w0(ic.clone()), linear(kernel, &kx)), oc.clone()));
+                        let extents: Vec<usize> = spans.iter().map(|sp| sp.len).collect();
+                        kb.for_shape(&extents, |kb, q| {
+                            let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
+                            let pos: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
+                            let xv = (t.x)(iadd(x0(ic.clone()), linear(&self.win.target, &pos)));
+                            kb.store(y.buf, y_at(&o), mac(ty, e::load(y.buf, y_at(&o)), xv, e::var(wv)));
+                        });
+                    }
+                });
+            } else if in_place {
                 kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
                 kb.for_(cg, |kb, ic| {
                     kb.for_shape(kernel, |kb, k| {
@@ -234,6 +265,48 @@ struct ConvTerms<'a> {
     x: &'a dyn Fn(Expr) -> Expr,
     w: &'a dyn Fn(Expr, Expr) -> Expr,
     finish: Option<&'a dyn Fn(Expr, Expr) -> Expr>,
+}
+
+/// Kernels with more positions than this keep the kernel loops (with bounds tests)
+/// instead of one loop nest per position, to bound the code size.
+const MAX_UNROLLED_TAPS: usize = 64;
+
+/// Every kernel position, row-major.
+fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
+    let mut all = vec![Vec::new()];
+    for &d in kernel {
+        all = all.into_iter().flat_map(|p: Vec<usize>| (0..d).map(move |i| [p.clone(), vec![i]].concat())).collect();
+    }
+    all
+}
+
+/// For one axis and one kernel position: the grid positions `j` in `0..count` whose
+/// target `j * stride + off` lies in `0..bound`, as `lo..lo + len`.
+struct Span {
+    lo: usize,
+    len: usize,
+    stride: usize,
+    off: i64,
+}
+
+impl Span {
+    fn new(off: i64, stride: usize, count: usize, bound: usize) -> Self {
+        let s = stride as i64;
+        let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+        let last = bound as i64 - 1 - off;
+        let hi = if last < 0 { 0 } else { (last / s + 1).min(count as i64) };
+        Span { lo: lo as usize, len: (hi - lo).max(0) as usize, stride, off }
+    }
+
+    /// The grid position of loop index `q`.
+    fn grid(&self, q: &Expr) -> Expr {
+        iadd(q.clone(), e::idx(self.lo as i64))
+    }
+
+    /// Its target position, affine in `q`.
+    fn target(&self, q: &Expr) -> Expr {
+        iadd(imul(q.clone(), self.stride as i64), e::idx(self.lo as i64 * self.stride as i64 + self.off))
+    }
 }
 
 /// QLinearConv: the exact int32 conv of `(x - x_zp)` and `(w - w_zp)` plus the int32
@@ -342,6 +415,48 @@ fn lower_conv_transpose(
     let (sp_in, sp_out, kn) =
         (input_sp.iter().product::<usize>(), out_sp.iter().product::<usize>(), kernel.iter().product::<usize>());
     let mut kb = cx.kernel("");
+    if holds_exactly(y.ty.dtype, ty) && kn <= MAX_UNROLLED_TAPS {
+        // Scatter form with Y's plane as the accumulator: per kernel position, the
+        // input positions that land inside the output are a range known here, and the
+        // output position `i * stride + k * dilation - pad_head` is affine in `i`. Each
+        // output element still sums its terms in (in channel, kernel position) order,
+        // as the gather form below does, so the results are the same.
+        kb.for_shape(&[n, a.group, mg], |kb, ix| {
+            let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
+            let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
+            let y0 = imul(iadd(imul(b.clone(), m as i64), oc.clone()), sp_out as i64);
+            let init = bias.map_or(zero(ty), |bb| e::load(bb.buf, oc.clone()));
+            kb.for_shape(out_sp, |kb, o| kb.store(y.buf, iadd(y0.clone(), linear(out_sp, o)), init.clone()));
+            kb.for_(cg, |kb, icl| {
+                let ic = iadd(imul(gi.clone(), cg as i64), icl);
+                let x0 = imul(iadd(imul(b.clone(), c as i64), ic.clone()), sp_in as i64);
+                let w0 = imul(iadd(imul(ic, mg as i64), om.clone()), kn as i64);
+                for k in taps(&kernel) {
+                    let spans: Vec<Span> = (0..ns)
+                        .map(|a| {
+                            let off = (k[a] * g.dilations[a]) as i64 - g.pad_head[a] as i64;
+                            Span::new(off, g.strides[a], input_sp[a], out_sp[a])
+                        })
+                        .collect();
+                    if spans.iter().any(|sp| sp.len == 0) {
+                        continue;
+                    }
+                    let kx: Vec<Expr> = k.iter().map(|&v| e::idx(v as i64)).collect();
+                    let wv = kb.let_(ty, e::load(w.buf, iadd(w0.clone(), linear(&kernel, &kx))));
+                    let extents: Vec<usize> = spans.iter().map(|sp| sp.len).collect();
+                    kb.for_shape(&extents, |kb, q| {
+                        let i: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
+                        let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
+                        let at = iadd(y0.clone(), linear(out_sp, &o));
+                        let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &i)));
+                        kb.store(y.buf, at.clone(), mac(ty, e::load(y.buf, at), xv, e::var(wv)));
+                    });
+                }
+            });
+        });
+        cx.emit(kb.finish());
+        return Ok(());
+    }
     kb.for_shape(&[n, a.group, mg], |kb, ix| {
         let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
         let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
@@ -425,5 +540,44 @@ mod tests {
         let op = ConvOp::ConvTranspose(ConvTranspose { window, output_padding: vec![], output_shape: None });
         let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![1, 1, 6])], |cx, i, o| lower(&op, cx, i, o));
         assert_eq!(y[0], Tensor::from_vec(&[1, 1, 6], vec![1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0]));
+    }
+
+    /// Integer-valued data, so every summation order gives the same floats.
+    fn ramp(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(shape, (0..n).map(|i| ((i * 7 + seed) % 11) as f32 - 5.0).collect())
+    }
+
+    /// The per-kernel-position loop nests agree with the reference evaluator on
+    /// strided, dilated, asymmetrically padded and grouped 1-D and 2-D geometries.
+    #[test]
+    fn unrolled_taps_match_the_reference() {
+        use crate::ops::Semantics;
+        // (x shape, w shape, strides, dilations, pads, group, output_padding)
+        type Case = (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, usize, Vec<usize>);
+        let cases: Vec<Case> = vec![
+            (vec![1, 2, 7], vec![4, 2, 3], vec![1], vec![1], vec![1, 1], 1, vec![]),
+            (vec![1, 2, 9], vec![2, 1, 3], vec![2], vec![2], vec![3, 0], 2, vec![1]),
+            (vec![2, 2, 5, 6], vec![2, 2, 3, 2], vec![2, 1], vec![1, 2], vec![1, 0, 2, 3], 1, vec![1, 0]),
+            (vec![1, 4, 4, 4], vec![4, 1, 4, 4], vec![2, 3], vec![1, 1], vec![1, 2, 1, 0], 2, vec![0, 2]),
+        ];
+        for (xs, ws, strides, dilations, pads, group, output_padding) in cases {
+            let window = WindowAttrs { strides, dilations, pads, group, ..attrs(vec![]) };
+            // Conv takes W as [M, C/group, k...]; ConvTranspose as [C, M/group, k...].
+            let conv_w: Vec<usize> = [vec![ws[0], xs[1] / group], ws[2..].to_vec()].concat();
+            let tr_w: Vec<usize> = [vec![xs[1], ws[1]], ws[2..].to_vec()].concat();
+            let ops = [
+                (ConvOp::Conv(window.clone()), conv_w),
+                (ConvOp::ConvTranspose(ConvTranspose { window, output_padding, output_shape: None }), tr_w),
+            ];
+            for (op, w_shape) in ops {
+                let m = if matches!(op, ConvOp::Conv(_)) { w_shape[0] } else { w_shape[1] * group };
+                let ins = [ramp(&xs, 1), ramp(&w_shape, 3), ramp(&[m], 5)];
+                let refs: Vec<Option<&Tensor>> = ins.iter().map(Some).collect();
+                let want = op.eval(&refs).expect("reference");
+                let got = run_op(&ins, &[want[0].type_info()], |cx, i, o| lower(&op, cx, i, o));
+                assert_eq!(got[0], want[0], "{op:?} on X {xs:?}");
+            }
+        }
     }
 }
