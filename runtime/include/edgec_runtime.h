@@ -13,6 +13,7 @@
 #define EDGEC_ERR_INDEX_OUT_OF_RANGE  6 /* an index input is out of range */
 #define EDGEC_ERR_ARENA_ALIGN         7 /* arena not aligned to NAME_ARENA_ALIGN */
 #define EDGEC_ERR_NULL_ARGUMENT       8 /* a required pointer is NULL */
+#define EDGEC_ERR_DIM_OUT_OF_RANGE    9 /* NAME_run_at: a value the shape family lacks */
 
 /* Weight blob layout: header, then 16-byte aligned tensors. */
 #define EDGEC_BLOB_MAGIC        "EDGECWB"  /* 8 bytes with the terminating NUL */

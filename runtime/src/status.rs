@@ -21,6 +21,8 @@ pub enum Status {
     ArenaAlign = 7,
     /// A required pointer (arena, inputs, outputs) is NULL.
     NullArgument = 8,
+    /// A shape family's `NAME_run_at` got a dimension value it was not compiled for.
+    DimOutOfRange = 9,
 }
 
 impl Status {
@@ -36,6 +38,7 @@ impl Status {
             6 => IndexOutOfRange,
             7 => ArenaAlign,
             8 => NullArgument,
+            9 => DimOutOfRange,
             _ => return None,
         })
     }
@@ -53,10 +56,11 @@ impl Status {
             IndexOutOfRange => "EDGEC_ERR_INDEX_OUT_OF_RANGE",
             ArenaAlign => "EDGEC_ERR_ARENA_ALIGN",
             NullArgument => "EDGEC_ERR_NULL_ARGUMENT",
+            DimOutOfRange => "EDGEC_ERR_DIM_OUT_OF_RANGE",
         }
     }
 
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Ok,
         Status::WeightsNull,
         Status::WeightsMagic,
@@ -66,6 +70,7 @@ impl Status {
         Status::IndexOutOfRange,
         Status::ArenaAlign,
         Status::NullArgument,
+        Status::DimOutOfRange,
     ];
 }
 

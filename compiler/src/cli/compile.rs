@@ -61,6 +61,26 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
             art.set_footprint(f);
         }
     }
+    print_report(out_dir, &art, opts, html, model_path)
+}
+
+/// `edgec compile --dim SYMBOL=LO..HI`: a shape family (`emit::family`).
+pub fn compile_family(model_path: &Path, out_dir: &Path, symbol: &str, members: &[(usize, Bindings)], opts: &CompileOptions) -> Result<i32> {
+    let model = edgec::front::onnx::load(model_path)?;
+    model.check_supported()?;
+    let ops_before = model.graph.op_histogram().values().sum();
+    let mut prepared = Vec::with_capacity(members.len());
+    for (value, bindings) in members {
+        let graph = prepare(model.graph.clone(), bindings).map_err(|e| anyhow::anyhow!("at --dim {symbol}={value}: {e}"))?;
+        prepared.push(emit::family::Member { value: *value, graph });
+    }
+    let art = emit::family::compile_family(symbol, prepared, ops_before, opts)?;
+    println!("family:  {} members, {symbol} = {}..={}", members.len(), members[0].0, members[members.len() - 1].0);
+    print_report(out_dir, &art, opts, None, model_path)
+}
+
+/// Writes the artifacts and prints what was written and the report.
+fn print_report(out_dir: &Path, art: &emit::Artifacts, opts: &CompileOptions, html: Option<&Path>, model_path: &Path) -> Result<i32> {
     let written = emit::write::write_all(out_dir, &art.files())?;
     let r = &art.report;
     for p in &written {

@@ -35,27 +35,124 @@ enum Command {
 /// Flags that fix symbolic dimensions, shared by every subcommand that reads a model.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ShapeArgs {
-    /// Fixes a symbolic dimension, e.g. --dim past_sequence_length=16.
+    /// Fixes a symbolic dimension, e.g. --dim past_sequence_length=16. `compile` also
+    /// takes a range, --dim past_sequence_length=0..64 (or 0..=63): a shape family, one
+    /// specialisation per value sharing one weight blob; and a symbol that follows
+    /// another, --dim total_sequence_length=past_sequence_length+1.
     #[arg(long = "dim", value_name = "SYMBOL=VALUE", value_parser = parse_dim)]
-    dims: Vec<(String, usize)>,
+    dims: Vec<(String, DimArg)>,
     /// Fixes a whole input shape, e.g. --input-shape input_ids=1,16.
     #[arg(long = "input-shape", value_name = "INPUT=D0,D1,...", value_parser = parse_input_shape)]
     input_shapes: Vec<(String, Vec<usize>)>,
 }
 
+/// The value of one `--dim`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DimArg {
+    Value(usize),
+    /// Inclusive bounds.
+    Range(usize, usize),
+    /// Another symbol plus a constant.
+    Follows(String, i64),
+}
+
 impl ShapeArgs {
-    pub fn bindings(&self) -> Bindings {
-        Bindings {
-            dims: self.dims.iter().cloned().collect(),
-            input_shapes: self.input_shapes.iter().cloned().collect(),
+    /// The bindings of a single compilation; a range is a usage error here.
+    pub fn bindings(&self) -> Result<Bindings> {
+        if let Some((sym, _)) = self.dims.iter().find(|(_, d)| matches!(d, DimArg::Range(..))) {
+            return Err(edgec::Error::Usage(format!("--dim {sym} takes a range only in `edgec compile` (a shape family)")).into());
         }
+        self.bindings_at(None)
+    }
+
+    /// A shape family: the ranged symbol and the bindings of each of its values, or
+    /// `None` without a range.
+    pub fn family(&self) -> Result<Option<(String, Vec<(usize, Bindings)>)>> {
+        let ranges: Vec<_> = self
+            .dims
+            .iter()
+            .filter_map(|(s, d)| match d {
+                DimArg::Range(lo, hi) => Some((s.clone(), *lo, *hi)),
+                _ => None,
+            })
+            .collect();
+        match ranges.as_slice() {
+            [] => Ok(None),
+            [(sym, lo, hi)] => {
+                let members = (*lo..=*hi).map(|v| Ok((v, self.bindings_at(Some((sym, v)))?))).collect::<Result<_>>()?;
+                Ok(Some((sym.clone(), members)))
+            }
+            _ => Err(edgec::Error::Usage("only one --dim may be a range; make the others follow it (--dim B=A+1)".into()).into()),
+        }
+    }
+
+    fn bindings_at(&self, ranged: Option<(&str, usize)>) -> Result<Bindings> {
+        let value = |sym: &str| -> Option<usize> {
+            match ranged {
+                Some((r, v)) if r == sym => Some(v),
+                _ => self.dims.iter().find_map(|(s, d)| match d {
+                    DimArg::Value(v) if s == sym => Some(*v),
+                    _ => None,
+                }),
+            }
+        };
+        let mut dims = std::collections::BTreeMap::new();
+        for (sym, d) in &self.dims {
+            let v = match d {
+                DimArg::Value(v) => *v,
+                DimArg::Range(..) => value(sym).unwrap_or_default(),
+                DimArg::Follows(base, k) => {
+                    let b = value(base).ok_or_else(|| {
+                        edgec::Error::Usage(format!("--dim {sym}={base}{k:+}: '{base}' needs a value or range of its own (--dim {base}=...)"))
+                    })?;
+                    usize::try_from(b as i64 + k)
+                        .map_err(|_| edgec::Error::Usage(format!("--dim {sym}={base}{k:+} is negative at {base}={b}")))?
+                }
+            };
+            dims.insert(sym.clone(), v);
+        }
+        Ok(Bindings { dims, input_shapes: self.input_shapes.iter().cloned().collect() })
     }
 }
 
-fn parse_dim(s: &str) -> Result<(String, usize), String> {
+fn parse_dim(s: &str) -> Result<(String, DimArg), String> {
     let (k, v) = s.rsplit_once('=').ok_or("expected SYMBOL=VALUE")?;
-    let v = v.trim().parse().map_err(|_| format!("'{v}' is not a non-negative integer"))?;
-    Ok((k.to_string(), v))
+    // `a..=b` splits at its own '='.
+    let (k, v) = match k.strip_suffix("..") {
+        Some(_) => s.split_once('=').map(|(k, v)| (k, v)).ok_or("expected SYMBOL=VALUE")?,
+        None => (k, v),
+    };
+    let v = v.trim();
+    let int = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("'{t}' is not a non-negative integer"));
+    let d = if let Some((lo, hi)) = v.split_once("..=") {
+        DimArg::Range(int(lo)?, int(hi)?)
+    } else if let Some((lo, hi)) = v.split_once("..") {
+        let (lo, hi) = (int(lo)?, int(hi)?);
+        if hi == 0 {
+            return Err(format!("the range {v} is empty"));
+        }
+        DimArg::Range(lo, hi - 1)
+    } else if v.starts_with(|c: char| c.is_ascii_digit()) {
+        DimArg::Value(int(v)?)
+    } else {
+        let (base, k) = match v.find(['+', '-']) {
+            Some(i) => {
+                let k: i64 = v[i..].replace('+', "").trim().parse().map_err(|_| format!("'{}' is not an integer offset", &v[i..]))?;
+                (v[..i].trim(), k)
+            }
+            None => (v, 0),
+        };
+        if base.is_empty() {
+            return Err(format!("'{v}' is not a value, a range LO..HI or SYMBOL+K"));
+        }
+        DimArg::Follows(base.to_string(), k)
+    };
+    if let DimArg::Range(lo, hi) = d {
+        if lo > hi {
+            return Err(format!("the range {v} is empty"));
+        }
+    }
+    Ok((k.to_string(), d))
 }
 
 fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
@@ -177,9 +274,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(t) = &a.target {
                 check_target(t)?;
             }
-            inspect::inspect(&a.model, &a.shapes.bindings())
+            inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
-        Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()),
+        Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;
             let name = a.name.clone().unwrap_or_else(|| {
@@ -215,7 +312,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let flags = compile::McuFlags { weights_section: a.weights_section.clone(), flash_budget: a.flash_budget, ram_budget: a.ram_budget };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
-            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts, &flags, a.report.as_deref())
+            if let Some((symbol, members)) = a.shapes.family()? {
+                if a.quantize.is_some() || a.report.is_some() || mcu {
+                    return Err(edgec::Error::Usage("a shape family (--dim SYMBOL=LO..HI) is compiled for a Cranelift target without --quantize or --report".into()).into());
+                }
+                return compile::compile_family(&a.model, &a.out_dir, &symbol, &members, &opts);
+            }
+            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings()?, &opts, &flags, a.report.as_deref())
         }
     }
 }

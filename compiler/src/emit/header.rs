@@ -6,7 +6,7 @@ use super::Interface;
 
 /// The runtime's shared definitions (error codes, blob constants), guarded by
 /// `EDGEC_RUNTIME_H` so that headers of several models can be included together.
-const RUNTIME_H: &str = include_str!("../../../runtime/include/edgec_runtime.h");
+pub(super) const RUNTIME_H: &str = include_str!("../../../runtime/include/edgec_runtime.h");
 
 /// The header text. `weights_size` is 0 with embedded weights.
 pub fn header(iface: &Interface) -> String {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Interface, Report};
 
 #[derive(Serialize)]
-struct Tensor<'a> {
+pub(super) struct Tensor<'a> {
     name: &'a str,
     dtype: &'static str,
     shape: &'a [usize],
@@ -33,11 +33,16 @@ struct Manifest<'a> {
     footprint: Option<&'a super::footprint::Footprint>,
 }
 
-fn tensors(l: &[super::TensorInfo]) -> Vec<Tensor<'_>> {
+pub(super) fn tensors(l: &[super::TensorInfo]) -> Vec<Tensor<'_>> {
     l.iter().map(|t| Tensor { name: &t.name, dtype: t.dtype.name(), shape: &t.shape }).collect()
 }
 
 pub fn manifest(iface: &Interface, report: &Report) -> String {
+    manifest_with(iface, report, None)
+}
+
+/// The manifest with one more top-level field (a shape family's `family`).
+pub fn manifest_with(iface: &Interface, report: &Report, extra: Option<(&str, serde_json::Value)>) -> String {
     let m = Manifest {
         name: iface.name,
         target: iface.target,
@@ -56,7 +61,11 @@ pub fn manifest(iface: &Interface, report: &Report) -> String {
         model_hash: format!("{:016x}", report.model_hash),
         footprint: report.footprint.as_ref(),
     };
-    let mut s = serde_json::to_string_pretty(&m).unwrap_or_default();
+    let mut value = serde_json::to_value(&m).unwrap_or_default();
+    if let (Some((key, v)), Some(obj)) = (extra, value.as_object_mut()) {
+        obj.insert(key.to_string(), v);
+    }
+    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
     s.push('\n');
     s
 }

@@ -13,6 +13,7 @@ pub mod blob;
 pub mod board;
 pub mod bytes;
 pub mod driver;
+pub mod family;
 pub mod firmware;
 pub mod footprint;
 pub mod header;

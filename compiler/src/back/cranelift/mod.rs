@@ -47,37 +47,52 @@ pub(crate) fn unsupported(what: impl Into<String>) -> BackendError {
 /// Compiles the program into an ELF object defining `NAME_run` (and `NAME_weights` with
 /// embedded weights).
 pub fn emit_object(input: &Input) -> Result<Vec<u8>, BackendError> {
-    let opts = &input.options;
-    if !is_c_identifier(opts.name) {
-        return Err(failed(format!("'{}' is not a C identifier", opts.name)));
-    }
-    check_program(input.program)?;
-    if input.layout.places.len() != input.program.buffers.len() {
-        return Err(failed("layout and program disagree on the number of buffers"));
-    }
-    let (isa, caps) = isa::for_target(opts.target)?;
-    emit_with(input, isa, caps)
+    emit_objects(std::slice::from_ref(input))
 }
 
-/// [`emit_object`] for a given ISA and capabilities (tests force the emulated paths).
-fn emit_with(input: &Input, isa: cranelift_codegen::isa::OwnedTargetIsa, caps: Caps) -> Result<Vec<u8>, BackendError> {
-    let opts = &input.options;
-    let call_conv = isa.default_call_conv();
-    let builder = ObjectBuilder::new(isa, opts.name.as_bytes().to_vec(), cranelift_module::default_libcall_names()).map_err(failed)?;
-    let mut module = ObjectModule::new(builder);
-
-    let weights = match opts.embedded_weights {
-        Some(blob) => Some(define_weights(&mut module, opts.name, blob)?),
-        None => None,
-    };
-    let sig = run_signature(call_conv);
-    let mut kernels = Vec::with_capacity(input.program.kernels.len());
-    for (i, k) in input.program.kernels.iter().enumerate() {
-        let id = module.declare_function(&format!("{}_k{i}", opts.name), Linkage::Local, &sig).map_err(failed)?;
-        kernel::define(&mut module, id, &sig, input, k, caps).map_err(|e| in_kernel(e, i, &k.name))?;
-        kernels.push(id);
+/// Compiles several programs into one ELF object, each defining its own `NAME_run` under
+/// its own name (a shape family: one specialisation per dimension value, see
+/// `emit::family`). All must be for the same target.
+pub fn emit_objects(inputs: &[Input]) -> Result<Vec<u8>, BackendError> {
+    let Some(first) = inputs.first() else { return Err(failed("no program to compile")) };
+    for input in inputs {
+        let opts = &input.options;
+        if !is_c_identifier(opts.name) {
+            return Err(failed(format!("'{}' is not a C identifier", opts.name)));
+        }
+        if opts.target.name != first.options.target.name {
+            return Err(failed("one object holds code for one target"));
+        }
+        check_program(input.program)?;
+        if input.layout.places.len() != input.program.buffers.len() {
+            return Err(failed("layout and program disagree on the number of buffers"));
+        }
     }
-    entry::define(&mut module, &sig, input, weights, &kernels)?;
+    let (isa, caps) = isa::for_target(first.options.target)?;
+    emit_with(inputs, isa, caps)
+}
+
+/// [`emit_objects`] for a given ISA and capabilities (tests force the emulated paths).
+fn emit_with(inputs: &[Input], isa: cranelift_codegen::isa::OwnedTargetIsa, caps: Caps) -> Result<Vec<u8>, BackendError> {
+    let call_conv = isa.default_call_conv();
+    let object_name = inputs[0].options.name.as_bytes().to_vec();
+    let builder = ObjectBuilder::new(isa, object_name, cranelift_module::default_libcall_names()).map_err(failed)?;
+    let mut module = ObjectModule::new(builder);
+    let sig = run_signature(call_conv);
+    for input in inputs {
+        let opts = &input.options;
+        let weights = match opts.embedded_weights {
+            Some(blob) => Some(define_weights(&mut module, opts.name, blob)?),
+            None => None,
+        };
+        let mut kernels = Vec::with_capacity(input.program.kernels.len());
+        for (i, k) in input.program.kernels.iter().enumerate() {
+            let id = module.declare_function(&format!("{}_k{i}", opts.name), Linkage::Local, &sig).map_err(failed)?;
+            kernel::define(&mut module, id, &sig, input, k, caps).map_err(|e| in_kernel(e, i, &k.name))?;
+            kernels.push(id);
+        }
+        entry::define(&mut module, &sig, input, weights, &kernels)?;
+    }
     module.finish().emit().map_err(failed)
 }
 

@@ -74,7 +74,7 @@ fn run_native(p: &Program, isa: cranelift_codegen::isa::OwnedTargetIsa, caps: Ca
     let target = crate::targets::find("host").unwrap();
     let l = layout(p);
     let opts = EmitOptions { name: "m", target, model_hash: 7, embedded_weights: None };
-    let obj = emit_with(&Input { program: p, layout: &l, options: opts }, isa, caps).unwrap();
+    let obj = emit_with(&[Input { program: p, layout: &l, options: opts }], isa, caps).unwrap();
     let dir = std::env::temp_dir().join(format!("edgec-cranelift-unit-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sizes: Vec<usize> = p.outputs().iter().map(|&b| p.buffer(b).len() * p.buffer(b).dtype.size()).collect();
