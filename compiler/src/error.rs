@@ -35,6 +35,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write '{path}': {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not a decodable ONNX protobuf (truncated, not protobuf, ...).
     #[error("'{path}' is not a valid ONNX model: {reason}")]
     Decode { path: String, reason: String },

@@ -13,6 +13,7 @@ pub mod front;
 pub mod ir;
 pub mod kir;
 pub mod lower;
+pub mod npy;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 
 mod compile;
 mod inspect;
+mod run;
 mod verify;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
     /// Runs the model on test data (ONNX backend-test layout) and compares with the
     /// expected outputs.
     Verify(VerifyArgs),
+    /// Runs the generated code (natively or under QEMU) on inputs from .npy/.pb files
+    /// and writes every output as OUT_DIR/OUTPUT_NAME.npy.
+    Run(RunArgs),
     /// Lists the targets.
     Targets,
 }
@@ -238,6 +242,25 @@ struct VerifyArgs {
     shapes: ShapeArgs,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    model: PathBuf,
+    /// A target of `edgec targets`, or `reference` for the reference evaluator.
+    #[arg(long)]
+    target: String,
+    /// An input file (.npy or .pb): in the model's input order, or NAME=FILE.
+    #[arg(long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
+    /// A directory of inputs: input_N.pb (backend-test layout) or NAME.npy per input.
+    #[arg(long = "inputs", value_name = "DIR")]
+    inputs_dir: Option<PathBuf>,
+    /// Where the outputs go, one OUTPUT_NAME.npy each.
+    #[arg(short = 'o', long = "out-dir", default_value = ".")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    shapes: ShapeArgs,
+}
+
 /// A target name from the contract, or a usage error listing them.
 fn check_target(name: &str) -> Result<&'static edgec::targets::Target> {
     edgec::targets::find(name).ok_or_else(|| {
@@ -276,6 +299,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
+        Command::Run(a) => run::run(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
         Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;
