@@ -96,3 +96,43 @@ fn greedy_tokens_match_onnx_runtime_on_host() {
 fn greedy_tokens_match_onnx_runtime_on_cortex_a53() {
     check("cortex-a53");
 }
+
+#[test]
+fn a_value_outside_the_family_returns_dim_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(Command::new(env!("CARGO_BIN_EXE_edgec"))
+        .arg("compile")
+        .arg(model())
+        .args(["--target", "host", "--name", "gpt2", "-o"])
+        .arg(d)
+        .args(["--dim", "batch=1", "--dim", "past_sequence_length=3..=5", "--dim", "total_sequence_length=past_sequence_length+1"]));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("gpt2.json")).unwrap()).unwrap();
+    assert_eq!(manifest["family"]["min"], 3);
+    assert_eq!(manifest["family"]["max"], 5);
+    assert_eq!(manifest["family"]["members"].as_array().unwrap().len(), 3);
+    let src = d.join("probe.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include \"gpt2.h\"\nint main(void) {\n    static unsigned char arena[gpt2_ARENA_SIZE + 16];\n    \
+         const void *in[6] = {0};\n    void *out[5] = {0};\n    printf(\"%d %d %d\\n\", gpt2_run_at(2, 0, arena, in, out), gpt2_run_at(6, 0, arena, in, out), gpt2_run_at(4, 0, arena, in, out));\n    return 0;\n}\n",
+    )
+    .unwrap();
+    let exe = d.join("probe");
+    run(Command::new("cc").args(["-std=c99", "-Wall", "-Werror", "-I"]).arg(d).arg(&src).arg(d.join("gpt2.o")).arg("-o").arg(&exe));
+    // Outside the family: 9; inside, the member runs and finds the NULL weights: 1.
+    assert_eq!(run(&mut Command::new(&exe)).trim(), "9 9 1");
+}
+
+#[test]
+fn families_need_a_cranelift_target() {
+    let o = Command::new(env!("CARGO_BIN_EXE_edgec"))
+        .arg("compile")
+        .arg(model())
+        .args(["--target", "cortex-m7", "-o", "/nonexistent-dir"])
+        .args(["--dim", "batch=1", "--dim", "past_sequence_length=0..4", "--dim", "total_sequence_length=past_sequence_length+1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shape family"), "{}", String::from_utf8_lossy(&o.stderr));
+}
