@@ -78,3 +78,25 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     assert!(err.contains("'z'"), "{err}");
     assert!(!out.path().join("image.npy").exists(), "no output after a failed run");
 }
+
+/// `edgec profile`: per-kernel instruction counts under QEMU add up to the model's code,
+/// and the VAE decoder's time goes to its transposed convolutions.
+#[test]
+fn profile_attributes_instructions_to_kernels() {
+    let dir = model_dir("digits_vae_decoder");
+    for target in ["cortex-a53", "cortex-m7"] {
+        let o = edgec(&["profile", s(&dir.join("model.onnx")), "--target", target, "--top", "100"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{target}: {}{}", out, String::from_utf8_lossy(&o.stderr));
+        let number = |l: &str, field: usize| -> u64 {
+            l.split_whitespace().rev().nth(field).unwrap().replace(',', "").parse().unwrap()
+        };
+        let first = out.lines().next().unwrap();
+        let model_code: u64 = first.split('(').nth(1).unwrap().split_whitespace().next().unwrap().replace(',', "").parse().unwrap();
+        let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("kernel")).skip(1).take_while(|l| !l.is_empty()).collect();
+        let listed: u64 = table.iter().filter(|l| !l.starts_with("outside")).map(|l| number(l, 1)).sum();
+        assert_eq!(listed, model_code, "{target}: kernels + NAME_run must add up to the model's code\n{out}");
+        let top = table.first().unwrap();
+        assert!(top.contains("ConvTranspose"), "{target}: {out}");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod compile;
 mod inspect;
+mod profile;
 mod run;
 mod verify;
 
@@ -32,6 +33,8 @@ enum Command {
     /// Runs the generated code (natively or under QEMU) on inputs from .npy/.pb files
     /// and writes every output as OUT_DIR/OUTPUT_NAME.npy.
     Run(RunArgs),
+    /// Counts one inference's instructions per kernel and per op type under QEMU.
+    Profile(ProfileArgs),
     /// Lists the targets.
     Targets,
 }
@@ -261,6 +264,26 @@ struct RunArgs {
     shapes: ShapeArgs,
 }
 
+#[derive(Args)]
+struct ProfileArgs {
+    model: PathBuf,
+    /// A target of `edgec targets` (host runs under qemu-x86_64).
+    #[arg(long)]
+    target: String,
+    /// An input file (.npy or .pb): in the model's input order, or NAME=FILE. Default:
+    /// the first test_data_set_* beside the model.
+    #[arg(long = "input", value_name = "[NAME=]FILE")]
+    inputs: Vec<String>,
+    /// A directory of inputs: input_N.pb (backend-test layout) or NAME.npy per input.
+    #[arg(long = "inputs", value_name = "DIR")]
+    inputs_dir: Option<PathBuf>,
+    /// How many kernels to list (the rest are summed).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    #[command(flatten)]
+    shapes: ShapeArgs,
+}
+
 /// A target name from the contract, or a usage error listing them.
 fn check_target(name: &str) -> Result<&'static edgec::targets::Target> {
     edgec::targets::find(name).ok_or_else(|| {
@@ -300,6 +323,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
         Command::Run(a) => run::run(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
+        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), a.top, &a.shapes.bindings()?),
         Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;

@@ -35,7 +35,7 @@ pub fn run(model_path: &Path, target: &str, input_args: &[String], inputs_dir: O
 }
 
 /// One tensor per model input, in the model's order.
-fn gather_inputs(names: &[String], args: &[String], dir: Option<&Path>) -> Result<Vec<Tensor>> {
+pub(super) fn gather_inputs(names: &[String], args: &[String], dir: Option<&Path>) -> Result<Vec<Tensor>> {
     let mut slots: Vec<Option<Tensor>> = vec![None; names.len()];
     if let Some(dir) = dir {
         if !dir.is_dir() {

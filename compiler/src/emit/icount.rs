@@ -101,13 +101,14 @@ fn code_symbols(nm: &str, exe: &Path) -> Result<Vec<Symbol>, ToolError> {
 /// The names of the code symbols the model's own object defines: `NAME_run`, its
 /// kernels and any static helpers (the C backend's `ec_*`). For C code the source is
 /// compiled once more, alone, with the runner's flags, the same code the driver links.
-fn model_symbols(tc: &Toolchain, nm: &str, dir: &Path, name: &str) -> Result<Vec<String>, ToolError> {
+fn model_symbols(tc: &Toolchain, nm: &str, dir: &Path, name: &str, extra: &[&str]) -> Result<Vec<String>, ToolError> {
     let object = match tc.code {
         CodeKind::Object => dir.join(format!("{name}.o")),
         CodeKind::C => {
             let alone = dir.join(format!("{name}.alone.o"));
             let out = Command::new(tc.cc)
                 .args(tc.cflags)
+                .args(extra)
                 .arg("-c")
                 .arg(dir.join(format!("{name}.c")))
                 .arg("-o")
@@ -123,15 +124,25 @@ fn model_symbols(tc: &Toolchain, nm: &str, dir: &Path, name: &str) -> Result<Vec
     Ok(code_symbols(nm, &object)?.into_iter().map(|s| s.name).collect())
 }
 
-/// The plugin's arguments for the linked driver `exe` running model `name`.
-fn plugin_config(tc: &Toolchain, plugin: &Path, name: &str, exe: &Path, out: &Path) -> Result<RunConfig, ToolError> {
+/// The plugin's arguments for the linked driver `exe` running model `name`. With
+/// `profile`, also a ranges file of every code symbol of the model (sorted by
+/// address), whose names are stored into `profile` in the file's order.
+fn plugin_config(
+    tc: &Toolchain,
+    plugin: &Path,
+    name: &str,
+    exe: &Path,
+    out: &Path,
+    profile: Option<&std::cell::RefCell<Vec<String>>>,
+) -> Result<RunConfig, ToolError> {
     let nm = nm_for(tc);
     let syms = code_symbols(&nm, exe)?;
     let find = |n: &str| {
         syms.iter().find(|s| s.name == n).map(|s| s.addr).ok_or_else(|| ToolError::Failed(format!("no symbol {n} in {}", exe.display())))
     };
     let (begin, end) = (find(MARK_BEGIN)?, find(MARK_END)?);
-    let own = model_symbols(tc, &nm, exe.parent().unwrap_or(Path::new(".")), name)?;
+    let extra: &[&str] = if profile.is_some() { NO_INLINE_KERNELS } else { &[] };
+    let own = model_symbols(tc, &nm, exe.parent().unwrap_or(Path::new(".")), name, extra)?;
     let model: Vec<&Symbol> = syms.iter().filter(|s| own.contains(&s.name)).collect();
     let lo = model.iter().map(|s| s.addr).min().ok_or_else(|| ToolError::Failed(format!("no code of {name} in {}", exe.display())))?;
     let hi = model.iter().map(|s| s.addr + s.size).max().unwrap_or(lo);
@@ -141,14 +152,22 @@ fn plugin_config(tc: &Toolchain, plugin: &Path, name: &str, exe: &Path, out: &Pa
     if hi - lo > 2 * size + 4096 {
         return Err(ToolError::Failed(format!("{name}'s code is not contiguous in {} ({lo:#x}..{hi:#x} for {size} bytes)", exe.display())));
     }
+    let ranges_file = out.with_extension("ranges");
     let (plugin, out) = (plugin.display().to_string(), out.display().to_string());
     if plugin.contains(',') || out.contains(',') {
         return Err(ToolError::Failed(format!("QEMU plugin paths cannot contain ',': {plugin}, {out}")));
     }
-    let mut emulator_args = vec![
-        "-plugin".to_string(),
-        format!("{plugin},lo={lo:#x},hi={hi:#x},begin={begin:#x},end={end:#x},out={out}"),
-    ];
+    let mut args = format!("{plugin},lo={lo:#x},hi={hi:#x},begin={begin:#x},end={end:#x},out={out}");
+    if let Some(names) = profile {
+        let mut own: Vec<&&Symbol> = model.iter().filter(|s| s.size > 0).collect();
+        own.sort_by_key(|s| s.addr);
+        let file = &ranges_file;
+        let text: String = own.iter().map(|s| format!("{:x} {:x}\n", s.addr, s.addr + s.size)).collect();
+        std::fs::write(file, text).map_err(io)?;
+        *names.borrow_mut() = own.iter().map(|s| s.name.clone()).collect();
+        args.push_str(&format!(",ranges={}", file.display()));
+    }
+    let mut emulator_args = vec!["-plugin".to_string(), args];
     if is_system_mode(tc) {
         // Without it, QEMU's virtual clock (timers, SysTick) follows the host's.
         emulator_args.extend(["-icount".into(), "shift=0".into()]);
@@ -164,6 +183,24 @@ fn is_system_mode(tc: &Toolchain) -> bool {
 /// Builds and runs `job` in `dir` under the plugin at `plugin` (from [`build_plugin`]):
 /// each set's results and its instruction count.
 pub fn count(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Vec<SetResult>, Vec<Count>), ToolError> {
+    count_with(tc, job, dir, plugin, false).map(|(r, c, _)| (r, c))
+}
+
+/// Instructions per code symbol of the model (`NAME_run`, each kernel `NAME_kI`, each
+/// helper), summed over the job's runs, in address order; with the results and spans
+/// of [`count`]. C kernels are kept out of line for this (they are called once each,
+/// which GCC would otherwise inline into `NAME_run`).
+pub type Profile = Vec<(String, u64)>;
+
+/// GCC inlines a static function called once (each C kernel) at -O1 and above.
+const NO_INLINE_KERNELS: &[&str] = &["-O2", "-fno-inline-functions-called-once"];
+
+pub fn profile(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Vec<SetResult>, Vec<Count>, Profile), ToolError> {
+    let (r, c, p) = count_with(tc, job, dir, plugin, true)?;
+    Ok((r, c, p.unwrap_or_default()))
+}
+
+fn count_with(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path, profile: bool) -> Result<(Vec<SetResult>, Vec<Count>, Option<Profile>), ToolError> {
     if !is_system_mode(tc) && !tc.run_prefix.first().is_some_and(|e| e.starts_with("qemu-")) {
         return Err(ToolError::Failed(format!("target '{}' runs natively; instruction counts need a QEMU target", tc.name)));
     }
@@ -172,9 +209,15 @@ pub fn count(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Ve
     let out = dir.join("icount.txt");
     let _ = std::fs::remove_file(&out);
     let name = job.artifacts.name.clone();
-    let config = |exe: &Path| plugin_config(tc, plugin, &name, exe, &out);
+    let names = std::cell::RefCell::new(Vec::new());
+    let config = |exe: &Path| plugin_config(tc, plugin, &name, exe, &out, profile.then_some(&names));
     // Firmware images are not position independent anyway; Linux drivers are by default.
-    let link_flags: &[&str] = if is_system_mode(tc) { &[] } else { &["-no-pie"] };
+    let link_flags: &[&str] = match (is_system_mode(tc), profile) {
+        (true, false) => &[],
+        (true, true) => NO_INLINE_KERNELS,
+        (false, false) => &["-no-pie"],
+        (false, true) => &["-no-pie", "-O2", "-fno-inline-functions-called-once"],
+    };
     let instrument = Instrument { link_flags, run_config: &config };
     let results = run_batch_with(tc, std::slice::from_ref(job), &dir, Some(&instrument))?.pop().unwrap_or_default();
     if let Some(why) = results.iter().find_map(|r| match r {
@@ -197,5 +240,18 @@ pub fn count(tc: &Toolchain, job: &Job, dir: &Path, plugin: &Path) -> Result<(Ve
     if counts.len() != job.sets.len() {
         return Err(ToolError::Failed(format!("{} counted spans for {} runs: {}", counts.len(), job.sets.len(), text.trim())));
     }
-    Ok((results, counts))
+    let per_symbol = profile.then(|| {
+        let names = names.into_inner();
+        let mut p: Profile = names.iter().map(|n| (n.clone(), 0)).collect();
+        for l in text.lines() {
+            let f: Vec<u64> = l.strip_prefix("range ").map(|r| r.split_whitespace().filter_map(|n| n.parse().ok()).collect()).unwrap_or_default();
+            if let [k, n] = f[..] {
+                if let Some(slot) = p.get_mut(k as usize) {
+                    slot.1 = n;
+                }
+            }
+        }
+        p
+    });
+    Ok((results, counts, per_symbol))
 }

@@ -146,6 +146,19 @@ pub const TOOLCHAINS: &[Toolchain] = &[
 /// never exits by itself).
 pub const BOARD_TIMEOUT_SECS: u32 = 300;
 
+/// The host toolchain with its binaries run under qemu-x86_64: what instruction counts
+/// and `edgec profile --target host` use (native runs cannot be counted).
+pub const HOST_EMULATED: Toolchain = Toolchain {
+    name: "host",
+    target: "host",
+    code: CodeKind::Object,
+    cc: "cc",
+    cflags: HOST_FLAGS,
+    arch_flags: &[],
+    run_prefix: &["qemu-x86_64"],
+    board: None,
+};
+
 pub fn find(name: &str) -> Option<&'static Toolchain> {
     TOOLCHAINS.iter().find(|t| t.name == name)
 }

@@ -1,0 +1,142 @@
+//! `edgec profile`: where an inference's instructions go, per kernel and per op type.
+//!
+//! The model is compiled for the target and run once under QEMU with edgec's
+//! instruction-counting plugin (targets/qemu-plugin; the host target runs under
+//! qemu-x86_64), which counts the instructions executed inside each of the model's
+//! functions: `NAME_run`, every kernel `NAME_kI` (one per KIR kernel: a graph node, or
+//! the nodes fused into it) and every helper. Counts are deterministic (the same run
+//! gives the same numbers), unlike timings on a shared machine. C targets are built at
+//! -O2 (what `--emit obj` uses) with kernels kept out of line, so each is counted apart
+//! (GCC still inlines a few tiny ones into `NAME_run`, which the report says).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use edgec::emit::driver::{Job, SetResult};
+use edgec::emit::toolchain::{self, Toolchain};
+use edgec::emit::{icount, CompileOptions};
+use edgec::pipeline::{prepare, Bindings};
+
+use super::run::gather_inputs;
+use super::verify::check_inputs;
+
+pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_dir: Option<&Path>, top: usize, bindings: &Bindings) -> Result<i32> {
+    let tc: &'static Toolchain = match target {
+        "host" => &toolchain::HOST_EMULATED,
+        t => toolchain::find(t).filter(|tc| tc.name != "c-host").ok_or_else(|| {
+            edgec::Error::Usage(format!("profile runs on the targets of `edgec targets` (under QEMU); not on '{t}'"))
+        })?,
+    };
+    let model = edgec::front::onnx::load(model_path)?;
+    model.check_supported()?;
+    let names: Vec<String> = model.graph.inputs.iter().map(|&i| model.graph.value(i).name.clone()).collect();
+    // Without inputs: the first test_data_set_* beside the model.
+    let beside = edgec::testdata::data_sets(model_path.parent().unwrap_or(Path::new(".")));
+    let dir = match (input_args.is_empty(), inputs_dir, beside.first()) {
+        (true, None, Some(d)) => Some(d.as_path()),
+        _ => inputs_dir,
+    };
+    let inputs = gather_inputs(&names, input_args, dir)?;
+    let ops_before = model.graph.op_histogram().values().sum();
+    let graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
+    check_inputs(&graph, &inputs, Path::new("--input"))?;
+    // Kernel names are node names; the op type comes from the graph.
+    let order = graph.topo_order().map_err(|_| anyhow::anyhow!("the graph has a cycle"))?;
+    let op_of: BTreeMap<&str, &str> = order.iter().map(|&n| graph.node(n)).map(|n| (n.name.as_str(), n.op_type.as_str())).collect();
+
+    let target_desc = edgec::targets::find(tc.target).ok_or_else(|| anyhow::anyhow!("no target {}", tc.target))?;
+    let opts = CompileOptions { name: "model", target: target_desc, code: tc.code, embed_weights: false };
+    let artifacts = edgec::emit::compile(&graph, ops_before, &opts)?;
+    let (program, _) = edgec::emit::lower(&graph)?;
+    let work = tempfile::tempdir()?;
+
+    let plugin = match icount::build_plugin(work.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(4);
+        }
+    };
+    let job = Job { artifacts, sets: vec![inputs] };
+    let (results, counts, per_symbol) = match icount::profile(tc, &job, &work.path().join("run"), &plugin) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(4);
+        }
+    };
+    if let Some(SetResult::Code(c)) = results.first() {
+        anyhow::bail!("model_run returned {c}");
+    }
+    // Under qemu-x86_64 (QEMU 7.2) the driver's begin/end markers are not seen, so the
+    // span is empty: the model's code is then the sum of its functions' counts.
+    let symbols: u64 = per_symbol.iter().map(|(_, n)| n).sum();
+    let span = counts.first().copied().filter(|c| c.inference > 0);
+    let total = span.map_or(symbols, |c| c.inference);
+    let model_code = span.map_or(symbols, |c| c.model_code);
+
+    let mut rows: Vec<(String, String, u64)> = Vec::new();
+    let mut other = 0u64;
+    for (full, n) in &per_symbol {
+        // GCC's clones keep the name before a dot (`model_k7.constprop.0`).
+        let sym = full.split('.').next().unwrap_or(full);
+        match sym.strip_prefix("model_k").and_then(|i| i.parse::<usize>().ok()) {
+            Some(i) => {
+                let kname = program.kernels.get(i).map(|k| k.name.clone()).unwrap_or_default();
+                let op = op_of.get(kname.as_str()).copied().unwrap_or("(fused/internal)").to_string();
+                rows.push((format!("k{i} {kname}"), op, *n));
+            }
+            // NAME_run itself is bookkeeping; helpers (the C backend's ec_*) get a row each.
+            None if sym == "model_run" => other += n,
+            None => rows.push((sym.to_string(), "(helper)".to_string(), *n)),
+        }
+    }
+    rows.sort_by(|a, b| b.2.cmp(&a.2));
+    let pct = |n: u64| if total == 0 { 0.0 } else { 100.0 * n as f64 / total as f64 };
+    println!("{} on {}: {} instructions per inference ({} in the model's code)", model_path.display(), tc.name, group(total), group(model_code));
+    println!("\n{:<52} {:<22} {:>14} {:>7}", "kernel", "op", "instructions", "share");
+    for (k, op, n) in rows.iter().take(top) {
+        println!("{:<52} {:<22} {:>14} {:>6.1}%", truncate(k, 52), truncate(op, 22), group(*n), pct(*n));
+    }
+    if rows.len() > top {
+        let rest: u64 = rows[top..].iter().map(|r| r.2).sum();
+        println!("{:<52} {:<22} {:>14} {:>6.1}%", format!("({} more kernels)", rows.len() - top), "", group(rest), pct(rest));
+    }
+    println!("{:<52} {:<22} {:>14} {:>6.1}%", "NAME_run (checks; kernels GCC inlined into it)", "", group(other), pct(other));
+    let outside = total.saturating_sub(model_code);
+    println!("{:<52} {:<22} {:>14} {:>6.1}%", "outside the model's code (libc, libgcc, libm)", "", group(outside), pct(outside));
+    let mut by_op: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, op, n) in &rows {
+        *by_op.entry(op.as_str()).or_default() += n;
+    }
+    let mut by_op: Vec<_> = by_op.into_iter().collect();
+    by_op.sort_by(|a, b| b.1.cmp(&a.1));
+    println!("\n{:<22} {:>14} {:>7}", "op type", "instructions", "share");
+    for (op, n) in by_op {
+        println!("{:<22} {:>14} {:>6.1}%", op, group(n), pct(n));
+    }
+    Ok(0)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    }
+}
+
+/// 1234567 → "1,234,567".
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
