@@ -20,7 +20,8 @@ target/release/edgec-example-host
 echo "== examples/chargpt-host"
 host=$(target/release/chargpt-host --greedy 200 "$PROMPT")
 ort=$("$PY" examples/chargpt-host/greedy_ort.py "$MODELS/chargpt" 200 "$PROMPT")
-printf 'edgec greedy: %q\nORT greedy:   %q\n' "$host" "$ort"
+echo "edgec greedy: $host"
+echo "ORT greedy:   $ort"
 [ "$host" = "$ort" ] || fail "chargpt-host --greedy differs from ONNX Runtime's greedy loop"
 target/release/chargpt-host --sample 120 --seed 7 "$PROMPT"
 

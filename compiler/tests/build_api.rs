@@ -17,21 +17,22 @@ fn manifest_field(dir: &Path, name: &str, field: &str) -> u64 {
 #[test]
 fn host_build_writes_object_blob_and_typed_module() {
     let dir = tempfile::tempdir().unwrap();
+    // The name defaults to the file stem (model.onnx → model).
     let built = edgec::Build::new(model()).target("host").out_dir(dir.path()).cargo_metadata(false).compile().unwrap();
-    assert_eq!((built.name.as_str(), built.target.name), ("digits_vae_decoder", "host"));
-    for f in ["digits_vae_decoder.o", "digits_vae_decoder.h", "digits_vae_decoder.weights", "digits_vae_decoder.json", "digits_vae_decoder.rs"] {
+    assert_eq!((built.name.as_str(), built.target.name), ("model", "host"));
+    for f in ["model.o", "model.h", "model.weights", "model.json", "model.rs"] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
     let rs = std::fs::read_to_string(&built.rust_module).unwrap();
-    let arena = manifest_field(dir.path(), "digits_vae_decoder", "arena_size");
-    let weights = manifest_field(dir.path(), "digits_vae_decoder", "weights_size");
-    assert!(rs.contains("pub mod digits_vae_decoder {"));
+    let arena = manifest_field(dir.path(), "model", "arena_size");
+    let weights = manifest_field(dir.path(), "model", "weights_size");
+    assert!(rs.contains("pub mod model {"));
     assert!(rs.contains(&format!("pub const ARENA_SIZE: usize = {arena};")), "{rs}");
     assert!(rs.contains(&format!("pub const WEIGHTS_SIZE: usize = {weights};")), "{rs}");
     assert!(rs.contains("pub z: &'a [f32; 8],") && rs.contains("pub image: &'a mut [f32; 64],"), "{rs}");
     assert!(rs.contains("#[repr(C, align(16))]\n    pub struct Arena(pub [u8; ARENA_SIZE]);"));
-    assert!(rs.contains(&format!("include_bytes!({:?})", dir.path().join("digits_vae_decoder.weights").display().to_string())));
-    assert!(rs.contains("fn digits_vae_decoder_run("));
+    assert!(rs.contains(&format!("include_bytes!({:?})", dir.path().join("model.weights").display().to_string())));
+    assert!(rs.contains("fn model_run("));
 }
 
 #[test]
