@@ -33,6 +33,8 @@ fn host_build_writes_object_blob_and_typed_module() {
     assert!(rs.contains("#[repr(C, align(16))]\n    pub struct Arena(pub [u8; ARENA_SIZE]);"));
     assert!(rs.contains(&format!("include_bytes!({:?})", dir.path().join("model.weights").display().to_string())));
     assert!(rs.contains("fn model_run("));
+    let lib = std::fs::read(dir.path().join("libmodel.a")).unwrap();
+    assert!(lib.starts_with(b"!<arch>\n") && lib.windows(9).any(|w| w == b"model_run"), "the object archived");
 }
 
 #[test]

@@ -13,9 +13,9 @@
 //! ```
 //!
 //! [`Build::compile`] runs the same pipeline as `edgec compile`, writes the artifacts
-//! into `OUT_DIR`, makes them part of the crate (the Cranelift object through a link
-//! argument; the C code of the MCU targets through the `cc` crate and the target's cross
-//! compiler, as a static library), prints `cargo:rerun-if-changed` for the model, and
+//! into `OUT_DIR`, makes them part of the crate as a static library `libNAME.a` (the
+//! Cranelift object archived, or the C code of the MCU targets compiled by the `cc` crate
+//! with the target's cross compiler), prints `cargo:rerun-if-changed` for the model, and
 //! writes `NAME.rs` ([`rust_module`]): a typed module over `edgec-runtime`.
 //! docs/integration-rust.md is the guide.
 
@@ -236,12 +236,7 @@ impl Build {
         files.push(rs.clone());
         if self.link {
             match target.path {
-                CodePath::Cranelift => {
-                    if cargo {
-                        // Every binary, test and example of the crate links the object.
-                        println!("cargo:rustc-link-arg={}", out_dir.join(format!("{name}.o")).display());
-                    }
-                }
+                CodePath::Cranelift => files.push(self.archive(target, &name, &out_dir, cargo)?),
                 CodePath::C => files.push(self.compile_c(target, &name, &out_dir, art.weights_asm.is_some(), cargo)?),
             }
         }
@@ -257,15 +252,31 @@ impl Build {
         })
     }
 
-    /// NAME.c (and NAME_weights.S) → `libNAME.a` through the `cc` crate. The compiler is
-    /// `CC_<triple>`/`TARGET_CC`/`CC` when set, else the target's cross GCC; the flags are
-    /// the target's ISA/FPU/ABI ones (as `edgec compile --emit obj` uses).
-    fn compile_c(&self, target: &'static Target, name: &str, out_dir: &Path, asm_weights: bool, cargo: bool) -> Result<PathBuf, BuildError> {
-        // Cargo's TARGET when it is this target's triple (it may be a variant cc knows better).
+    /// A `cc` build for `target`: Cargo's TARGET when it is this target's triple (it may
+    /// be a variant cc knows better), else the target's own triple.
+    fn cc_build(&self, target: &'static Target, out_dir: &Path, cargo: bool) -> (cc::Build, String) {
         let triple = std::env::var("TARGET").ok().filter(|t| target_for_triple(t).and_then(targets::find).map(|x| x.triple) == Some(target.triple)).unwrap_or_else(|| target.triple.to_string());
         let host = std::env::var("HOST").unwrap_or_else(|_| targets::find("host").map_or("x86_64-unknown-linux-gnu", |t| t.triple).to_string());
         let mut b = cc::Build::new();
         b.target(&triple).host(&host).opt_level(2).debug(false).out_dir(out_dir).cargo_metadata(cargo).warnings(false);
+        (b, triple)
+    }
+
+    /// NAME.o (Cranelift) → `libNAME.a` with the target's archiver, linked as a static
+    /// library: unlike a link argument, it travels inside the rlib to every crate that
+    /// depends on this one.
+    fn archive(&self, target: &'static Target, name: &str, out_dir: &Path, cargo: bool) -> Result<PathBuf, BuildError> {
+        let (mut b, _) = self.cc_build(target, out_dir, cargo);
+        b.object(out_dir.join(format!("{name}.o")));
+        b.try_compile(name).map_err(|e| BuildError::CCompile(e.to_string()))?;
+        Ok(out_dir.join(format!("lib{name}.a")))
+    }
+
+    /// NAME.c (and NAME_weights.S) → `libNAME.a` through the `cc` crate. The compiler is
+    /// `CC_<triple>`/`TARGET_CC`/`CC` when set, else the target's cross GCC; the flags are
+    /// the target's ISA/FPU/ABI ones (as `edgec compile --emit obj` uses).
+    fn compile_c(&self, target: &'static Target, name: &str, out_dir: &Path, asm_weights: bool, cargo: bool) -> Result<PathBuf, BuildError> {
+        let (mut b, triple) = self.cc_build(target, out_dir, cargo);
         let env_cc = ["CC_".to_string() + &triple.replace('-', "_"), format!("CC_{triple}"), "TARGET_CC".into()]
             .iter()
             .any(|v| std::env::var_os(v).is_some());

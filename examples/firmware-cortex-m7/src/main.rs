@@ -8,8 +8,8 @@
 #![no_std]
 #![no_main]
 
-use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprint, hprintln};
+mod board;
+
 use edgec_example_textgen::{argmax, decode, encode, Window};
 
 include!(concat!(env!("OUT_DIR"), "/chargpt.rs"));
@@ -20,28 +20,19 @@ include!(concat!(env!("OUT_DIR"), "/ref_z.rs"));
 const PROMPT: &str = "This program is free software: ";
 const GREEDY_CHARS: usize = 48;
 
-// Static memory of the image, from cortex-m-rt's linker script.
-extern "C" {
-    static __sidata: u8;
-    static __sdata: u8;
-    static __edata: u8;
-    static __sheap: u8;
-}
-
-#[entry]
-fn main() -> ! {
+#[no_mangle]
+extern "C" fn firmware_main() -> ! {
     match run() {
-        Ok(()) => debug::exit(debug::EXIT_SUCCESS),
+        Ok(()) => board::exit(0),
         Err(msg) => {
-            hprintln!("error: {}", msg);
-            debug::exit(debug::EXIT_FAILURE)
+            println!("error: {}", msg);
+            board::exit(1)
         }
     }
-    loop {}
 }
 
 fn run() -> Result<(), &'static str> {
-    hprintln!("edgec firmware on {} (cortex-m7, mps2-an500)", chargpt::TARGET);
+    println!("edgec firmware on {} (cortex-m7, mps2-an500)", chargpt::TARGET);
     text()?;
     digits()?;
     memory();
@@ -56,16 +47,16 @@ fn text() -> Result<(), &'static str> {
     for c in PROMPT.chars() {
         w.push(encode(c).ok_or("prompt character outside the vocabulary")?);
     }
-    hprint!("greedy: ");
+    print!("greedy: ");
     for _ in 0..GREEDY_CHARS {
         chargpt::run(chargpt::weights(), arena, &chargpt::Inputs { input_ids: w.input() }, &mut chargpt::Outputs { logits: &mut logits })
             .map_err(|_| "chargpt failed")?;
         let id = argmax(w.next_logits(&logits));
         let mut buf = [0u8; 4];
-        hprint!("{}", decode(id).encode_utf8(&mut buf));
+        print!("{}", decode(id).encode_utf8(&mut buf));
         w.push(id as i64);
     }
-    hprintln!("");
+    println!("");
     Ok(())
 }
 
@@ -78,15 +69,15 @@ fn digits() -> Result<(), &'static str> {
         let mut image = [0f32; vae::IMAGE_LEN];
         vae::run(vae::weights(), arena, &vae::Inputs { z: &z }, &mut vae::Outputs { image: &mut image }).map_err(|_| "vae failed")?;
         // The exact float32 bits, for the check against ONNX Runtime.
-        hprint!("z{}:", k);
+        print!("z{}:", k);
         for v in z {
-            hprint!(" {:08x}", v.to_bits());
+            print!(" {:08x}", v.to_bits());
         }
-        hprint!("\nimage{}:", k);
+        print!("\nimage{}:", k);
         for p in image {
-            hprint!(" {:08x}", p.to_bits());
+            print!(" {:08x}", p.to_bits());
         }
-        hprintln!("");
+        println!("");
         for row in image.chunks(8) {
             let mut line = [b' '; 16];
             for (i, &p) in row.iter().enumerate() {
@@ -94,9 +85,9 @@ fn digits() -> Result<(), &'static str> {
                 line[2 * i] = c;
                 line[2 * i + 1] = c;
             }
-            hprintln!("{}", core::str::from_utf8(&line).unwrap_or(""));
+            println!("{}", core::str::from_utf8(&line).unwrap_or(""));
         }
-        hprintln!("----------------");
+        println!("----------------");
     }
     Ok(())
 }
@@ -114,26 +105,9 @@ fn normal(state: &mut u64) -> f32 {
 }
 
 /// Flash = the image (code, read-only data with the embedded weights, .data's initial
-/// values); RAM = .data + .bss (the models' arenas are static, in .bss), stack aside.
+/// values); RAM = .data + .bss (the models' arenas are static, in .bss) + the stack.
 fn memory() {
-    // Only the addresses of the linker symbols are taken (no read): safe.
-    let (sidata, sdata, edata, sheap) = {
-        (
-            core::ptr::addr_of!(__sidata) as usize,
-            core::ptr::addr_of!(__sdata) as usize,
-            core::ptr::addr_of!(__edata) as usize,
-            core::ptr::addr_of!(__sheap) as usize,
-        )
-    };
-    let flash = sidata + (edata - sdata);
-    let ram = sheap - sdata;
-    hprintln!("models: chargpt weights {} B arena {} B, vae weights {} B arena {} B", chargpt::WEIGHTS_BYTES, chargpt::ARENA_SIZE, vae::WEIGHTS_BYTES, vae::ARENA_SIZE);
-    hprintln!("memory: flash {} B, ram {} B static (+ stack)", flash, ram);
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("panic: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    let (flash, ram) = board::memory_used();
+    println!("models: chargpt weights {} B arena {} B, vae weights {} B arena {} B", chargpt::WEIGHTS_BYTES, chargpt::ARENA_SIZE, vae::WEIGHTS_BYTES, vae::ARENA_SIZE);
+    println!("memory: flash {} B, ram {} B (stack 65536 B included)", flash, ram);
 }
