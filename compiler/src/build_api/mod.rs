@@ -216,7 +216,7 @@ impl Build {
             None => c_identifier(&self.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
         };
         if c_identifier(&name) != name {
-            return Err(BuildError::Target(format!("the name '{name}' is not a C identifier")));
+            return Err(BuildError::Interface(format!("the name '{name}' is not a C identifier")));
         }
         rust_module::check_module_name(&name)?;
         emit::weights_asm::check_section_name(&self.weights_section).map_err(BuildError::Interface)?;
