@@ -9,6 +9,9 @@ cargo test --workspace --release
 # The runtime is no_std: it must build for a bare Cortex-M.
 rustup target add thumbv7em-none-eabihf
 cargo build --release -p edgec-runtime --target thumbv7em-none-eabihf
+# Every example built and run, its output checked (ONNX Runtime, reference data, the
+# host's text for the firmware's): docs/integration-*.md.
+scripts/examples.sh
 cargo build --release -p edgec-testsuite
 grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
   [ -n "$target" ] || continue

@@ -6,6 +6,7 @@
 //! [`ops`], one module per family.
 
 pub mod back;
+pub mod build_api;
 pub mod emit;
 pub mod error;
 pub mod eval;
@@ -21,4 +22,5 @@ pub mod plan;
 pub mod targets;
 pub mod testdata;
 
+pub use build_api::{Build, BuildError, Built};
 pub use error::{Error, OpError, Result};
