@@ -100,3 +100,17 @@ fn profile_attributes_instructions_to_kernels() {
         assert!(top.contains("ConvTranspose"), "{target}: {out}");
     }
 }
+
+/// `edgec profile --target host --time N`: every kernel timed natively, in order.
+#[test]
+fn profile_times_host_kernels() {
+    let dir = model_dir("digits_vae_decoder");
+    let o = edgec(&["profile", s(&dir.join("model.onnx")), "--target", "host", "--time", "20", "--top", "100"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, String::from_utf8_lossy(&o.stderr));
+    let kernels = out.lines().filter(|l| l.starts_with('k') && l.contains(" µs")).count();
+    assert!(kernels >= 5, "{out}");
+    // --time is for the host's clock only.
+    let o = edgec(&["profile", s(&dir.join("model.onnx")), "--target", "cortex-a53", "--time", "20"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -3,6 +3,7 @@
 mod compile;
 mod inspect;
 mod profile;
+mod profile_timing;
 mod run;
 mod verify;
 
@@ -280,6 +281,10 @@ struct ProfileArgs {
     /// How many kernels to list (the rest are summed).
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Host only: time each kernel natively on the host's clock, median of RUNS runs,
+    /// instead of counting instructions under qemu-x86_64.
+    #[arg(long, value_name = "RUNS")]
+    time: Option<usize>,
     #[command(flatten)]
     shapes: ShapeArgs,
 }
@@ -323,7 +328,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
         Command::Run(a) => run::run(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
-        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), a.top, &a.shapes.bindings()?),
+        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &profile::ProfileOptions { top: a.top, time_runs: a.time }, &a.shapes.bindings()?),
         Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;

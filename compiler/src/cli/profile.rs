@@ -18,10 +18,22 @@ use edgec::emit::toolchain::{self, Toolchain};
 use edgec::emit::{icount, CompileOptions};
 use edgec::pipeline::{prepare, Bindings};
 
+use super::profile_timing as timing;
 use super::run::gather_inputs;
 use super::verify::check_inputs;
 
-pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_dir: Option<&Path>, top: usize, bindings: &Bindings) -> Result<i32> {
+pub struct ProfileOptions {
+    pub top: usize,
+    /// Host: time the kernels natively (median over this many runs) instead of counting
+    /// instructions under qemu-x86_64.
+    pub time_runs: Option<usize>,
+}
+
+pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_dir: Option<&Path>, po: &ProfileOptions, bindings: &Bindings) -> Result<i32> {
+    let top = po.top;
+    if po.time_runs.is_some() && target != "host" {
+        return Err(edgec::Error::Usage("--time measures the host's own clock: use it with --target host".into()).into());
+    }
     let tc: &'static Toolchain = match target {
         "host" => &toolchain::HOST_EMULATED,
         t => toolchain::find(t).filter(|tc| tc.name != "c-host").ok_or_else(|| {
@@ -50,6 +62,34 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     let artifacts = edgec::emit::compile(&graph, ops_before, &opts)?;
     let (program, _) = edgec::emit::lower(&graph)?;
     let work = tempfile::tempdir()?;
+    if let Some(runs) = po.time_runs {
+        let rows = match timing::time_kernels(&artifacts, &inputs, program.kernels.len(), runs, work.path()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(4);
+            }
+        };
+        let labelled: Vec<(String, String, u64)> = rows
+            .per_kernel
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let kname = program.kernels[i].name.clone();
+                let op = op_of.get(kname.as_str()).copied().unwrap_or("(fused/internal)").to_string();
+                (format!("k{i} {kname}"), op, *ns)
+            })
+            .collect();
+        let sum: u64 = rows.per_kernel.iter().sum();
+        println!(
+            "{} on the host: {} per inference (median of {runs} runs of NAME_run); kernels timed one by one in order, sum of their medians {}",
+            model_path.display(),
+            micros(rows.run_ns),
+            micros(sum)
+        );
+        print_tables(labelled, rows.per_kernel.iter().sum(), top, &micros, "time", &[]);
+        return Ok(0);
+    }
 
     let plugin = match icount::build_plugin(work.path()) {
         Ok(p) => p,
@@ -92,31 +132,47 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
             None => rows.push((sym.to_string(), "(helper)".to_string(), *n)),
         }
     }
+    println!("{} on {}: {} instructions per inference ({} in the model's code)", model_path.display(), tc.name, group(total), group(model_code));
+    let tail = [
+        ("NAME_run (checks; kernels GCC inlined into it)".to_string(), other),
+        ("outside the model's code (libc, libgcc, libm)".to_string(), total.saturating_sub(model_code)),
+    ];
+    print_tables(rows, total, top, &group, "instructions", &tail);
+    Ok(0)
+}
+
+/// The per-kernel table (largest first, `top` rows, the rest summed) and the per-op-type
+/// table; shares are of `total`.
+fn print_tables(mut rows: Vec<(String, String, u64)>, total: u64, top: usize, fmt: &dyn Fn(u64) -> String, unit: &str, tail: &[(String, u64)]) {
     rows.sort_by(|a, b| b.2.cmp(&a.2));
     let pct = |n: u64| if total == 0 { 0.0 } else { 100.0 * n as f64 / total as f64 };
-    println!("{} on {}: {} instructions per inference ({} in the model's code)", model_path.display(), tc.name, group(total), group(model_code));
-    println!("\n{:<52} {:<22} {:>14} {:>7}", "kernel", "op", "instructions", "share");
+    println!("\n{:<52} {:<22} {:>14} {:>7}", "kernel", "op", unit, "share");
     for (k, op, n) in rows.iter().take(top) {
-        println!("{:<52} {:<22} {:>14} {:>6.1}%", truncate(k, 52), truncate(op, 22), group(*n), pct(*n));
+        println!("{:<52} {:<22} {:>14} {:>6.1}%", truncate(k, 52), truncate(op, 22), fmt(*n), pct(*n));
     }
     if rows.len() > top {
         let rest: u64 = rows[top..].iter().map(|r| r.2).sum();
-        println!("{:<52} {:<22} {:>14} {:>6.1}%", format!("({} more kernels)", rows.len() - top), "", group(rest), pct(rest));
+        println!("{:<52} {:<22} {:>14} {:>6.1}%", format!("({} more kernels)", rows.len() - top), "", fmt(rest), pct(rest));
     }
-    println!("{:<52} {:<22} {:>14} {:>6.1}%", "NAME_run (checks; kernels GCC inlined into it)", "", group(other), pct(other));
-    let outside = total.saturating_sub(model_code);
-    println!("{:<52} {:<22} {:>14} {:>6.1}%", "outside the model's code (libc, libgcc, libm)", "", group(outside), pct(outside));
+    for (label, n) in tail {
+        println!("{:<52} {:<22} {:>14} {:>6.1}%", label, "", fmt(*n), pct(*n));
+    }
     let mut by_op: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, op, n) in &rows {
         *by_op.entry(op.as_str()).or_default() += n;
     }
     let mut by_op: Vec<_> = by_op.into_iter().collect();
     by_op.sort_by(|a, b| b.1.cmp(&a.1));
-    println!("\n{:<22} {:>14} {:>7}", "op type", "instructions", "share");
+    println!("\n{:<22} {:>14} {:>7}", "op type", unit, "share");
     for (op, n) in by_op {
-        println!("{:<22} {:>14} {:>6.1}%", op, group(n), pct(n));
+        println!("{:<22} {:>14} {:>6.1}%", op, fmt(n), pct(n));
     }
-    Ok(0)
+    println!();
+}
+
+/// Nanoseconds as microseconds.
+fn micros(ns: u64) -> String {
+    format!("{:.1} µs", ns as f64 / 1000.0)
 }
 
 fn truncate(s: &str, n: usize) -> String {
