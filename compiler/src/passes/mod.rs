@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod dce;
 pub mod propagate;
+pub mod qdq_fold;
 pub mod simplify;
 
 use crate::error::{Error, Result};
