@@ -15,7 +15,7 @@ use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::ir::{DType, TypeInfo};
 use crate::kir::build::{iadd, imul, KernelBuilder};
-use crate::kir::{e, BinOp, Expr, Ty};
+use crate::kir::{e, BinOp, BufId, Expr, Ty};
 use crate::ops::conv::ConvOp;
 use crate::ops::linalg::{Gemm, LinalgOp};
 use crate::ops::qint8::{Int8Core, Int8Kernel};
@@ -30,6 +30,23 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
         return Err(OpError::invalid(format!("Int8Kernel needs {m} multipliers and shifts")));
     }
 
+    let acc_buf = cx.scratch("acc", DType::I32, y.shape().to_vec());
+    lower_accumulate(op, cx, x, w, bias, acc_buf, y)?;
+    requant(op, cx, acc_buf, mult, shift, y, axis, m);
+    Ok(())
+}
+
+/// `x - x_zp` into an int16 scratch, then the float op's lowering on integers.
+fn lower_accumulate(
+    op: &Int8Kernel,
+    cx: &mut LowerCx,
+    x: &Operand,
+    w: &Operand,
+    bias: Option<Operand>,
+    acc_buf: BufId,
+    y: &Operand,
+) -> Result<(), OpError> {
+    let m = y.shape()[op.channel_axis(y.shape().len())];
     let xc = if op.x_zp == 0 {
         x.clone()
     } else {
@@ -39,7 +56,6 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
         cx.emit(kb.finish());
         Operand { buf, ty: TypeInfo::new(DType::I16, x.shape().to_vec()), konst: None }
     };
-    let acc_buf = cx.scratch("acc", DType::I32, y.shape().to_vec());
     let acc = Operand { buf: acc_buf, ty: TypeInfo::new(DType::I32, y.shape().to_vec()), konst: None };
     match &op.core {
         Int8Core::Conv(a) => {
@@ -58,6 +74,12 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
             super::linalg::lower(&gemm, cx, &ins, &[Some(as2(&acc, vec![rows, m]))])?
         }
     }
+    Ok(())
+}
+
+/// The `requant` kernel: accumulators to the output type.
+#[allow(clippy::too_many_arguments)]
+fn requant(op: &Int8Kernel, cx: &mut LowerCx, acc_buf: BufId, mult: &Operand, shift: &Operand, y: &Operand, axis: usize, m: usize) {
 
     let outer: usize = y.shape()[..axis].iter().product();
     let inner: usize = y.shape()[axis + 1..].iter().product();
@@ -82,7 +104,6 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
         });
     });
     cx.emit(kb.finish());
-    Ok(())
 }
 
 /// `MultiplyByQuantizedMultiplier(a, q, shift)` with `left = max(shift, 0)`, `right =
@@ -108,3 +129,4 @@ fn requantize(kb: &mut KernelBuilder, a: Expr, q: Expr, left: Expr, right: Expr)
     let up = e::select(e::bin(BinOp::Gt, rem, threshold), e::i32(1), e::i32(0));
     e::add(e::bin(BinOp::Shr, e::var(hi), right), up)
 }
+
