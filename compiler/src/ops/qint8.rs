@@ -80,8 +80,9 @@ fn frexp(m: f64) -> (f64, i32) {
     (frac, exp)
 }
 
-/// gemmlowp's `SaturatingRoundingDoublingHighMul`: `round(a * b / 2^31)`, ties away
-/// from zero, the one overflowing case saturated.
+/// gemmlowp's `SaturatingRoundingDoublingHighMul`: `round(a * b / 2^31)`, ties
+/// rounded up (toward +inf, from its nudge and C's truncating division), the one
+/// overflowing case saturated.
 pub fn srdhm(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
@@ -245,12 +246,16 @@ mod tests {
         }
     }
 
-    /// Ties round away from zero, as TFLite does (not to even).
+    /// TFLite's ties (never to even): the high multiply rounds half up (its nudge
+    /// `1 - 2^30` for negative products, then truncation), the shift half away from zero.
     #[test]
-    fn ties_round_away_from_zero() {
+    fn ties_round_as_tflite() {
         let (q, s) = quantize_multiplier(0.5);
         assert_eq!(mbqm(5, q, s), 3);
-        assert_eq!(mbqm(-5, q, s), -3);
+        assert_eq!(mbqm(-5, q, s), -2);
+        let (q, s) = quantize_multiplier(0.25);
+        assert_eq!(mbqm(6, q, s), 2);
+        assert_eq!(mbqm(-6, q, s), -2);
         assert_eq!(rounding_divide_by_pot(-6, 2), -2);
         assert_eq!(rounding_divide_by_pot(6, 2), 2);
     }
