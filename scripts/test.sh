@@ -20,3 +20,6 @@ done
 # Instructions per inference of the shared models under QEMU (docs/benchmarks.md); the
 # bench fails when two counted runs differ or an output is wrong.
 target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --target riscv64 --dim past_sequence_length=16
+# int8 (docs/quantization.md): the onnxruntime QDQ dcgan within one step of ORT on
+# host, cortex-a53 and cortex-m7; digits_vae_decoder PTQ PSNR and weight size on cortex-m7.
+target/release/edgec-testsuite quant-int8

@@ -11,6 +11,8 @@ pub use crate::passes::bind::ShapeBindings as Bindings;
 /// Runs the graph passes; the result has a static type for every value.
 pub fn prepare(mut g: Graph, bindings: &ShapeBindings) -> Result<Graph> {
     passes::run("bind", &mut g, Stage::Loaded, |g| passes::bind::bind(g, bindings))?;
+    // Before propagation, which would fold the weights' DequantizeLinear into floats.
+    passes::run("qdq_fold", &mut g, Stage::Loaded, passes::qdq_fold::run)?;
     passes::run("propagate", &mut g, Stage::Typed, passes::propagate::propagate)?;
     passes::run("simplify", &mut g, Stage::Typed, passes::simplify::simplify)?;
     passes::run("dce", &mut g, Stage::Typed, passes::dce::dce)?;

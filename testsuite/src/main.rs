@@ -3,6 +3,7 @@
 mod bench;
 mod compiled;
 mod node_tests;
+mod quant;
 mod specialize;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,9 @@ enum Cmd {
     /// Counts guest instructions per inference of the reference models under QEMU
     /// (deterministic; docs/benchmarks.md).
     Bench(bench::Args),
+    /// The int8 checks: QDQ dcgan vs ONNX Runtime, digits_vae_decoder PTQ figures
+    /// (docs/quantization.md).
+    QuantInt8(quant::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench(args) => {
             let ok = bench::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::QuantInt8(args) => {
+            let ok = quant::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

@@ -17,11 +17,14 @@ pub struct McuFlags {
     pub ram_budget: Option<usize>,
 }
 
-pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>) -> Result<i32> {
+pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>, int8: Option<&super::int8::Int8Args>) -> Result<i32> {
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
-    let graph = prepare(model.graph, bindings)?;
+    let mut graph = prepare(model.graph, bindings)?;
+    if let Some(q) = int8 {
+        graph = super::int8::apply(graph, q)?;
+    }
     // C targets make objects with the firmware's compiler from the C backend's source.
     let c_target = opts.target.path == CodePath::C;
     let firmware_obj = c_target && opts.code == CodeKind::Object;

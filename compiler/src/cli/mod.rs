@@ -1,6 +1,7 @@
 //! Argument parsing (clap) and the subcommands.
 
 mod compile;
+mod int8;
 mod inspect;
 mod profile;
 mod profile_timing;
@@ -181,6 +182,13 @@ enum Quantize {
     Int4,
 }
 
+/// `minmax`: the extremes seen; `percentile`: the 0.01st and 99.99th percentiles.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CalibrationMethod {
+    Minmax,
+    Percentile,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Emit {
     Obj,
@@ -205,6 +213,12 @@ struct CompileArgs {
     /// Calibration inputs for --quantize int8.
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// --quantize int8: how activation ranges are taken from the calibration values.
+    #[arg(long = "calibration-method", value_enum, default_value = "minmax")]
+    calibration_method: CalibrationMethod,
+    /// --quantize int8: nodes (by name) to keep in float.
+    #[arg(long = "keep-float", value_name = "NODE", num_args = 1..)]
+    keep_float: Vec<String>,
     #[arg(long, value_enum)]
     emit: Option<Emit>,
     /// Put the weights in the object's read-only data instead of NAME.weights.
@@ -341,9 +355,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             if matches!(a.quantize, Some(Quantize::Int8)) && a.calibration.is_none() {
                 return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into());
             }
-            if a.quantize.is_some() {
-                return Err(edgec::Error::UnsupportedModel("--quantize is not implemented in this build yet".into()).into());
+            if matches!(a.quantize, Some(Quantize::Int4)) {
+                return Err(edgec::Error::UnsupportedModel("--quantize int4 is not implemented in this build yet".into()).into());
             }
+            if a.quantize.is_none() && (a.calibration.is_some() || !a.keep_float.is_empty()) {
+                return Err(edgec::Error::Usage("--calibration and --keep-float go with --quantize int8".into()).into());
+            }
+            let int8 = a.calibration.clone().filter(|_| matches!(a.quantize, Some(Quantize::Int8))).map(|calibration| int8::Int8Args {
+                calibration,
+                method: match a.calibration_method {
+                    CalibrationMethod::Minmax => edgec::passes::quantize_int8::RangeMethod::MinMax,
+                    CalibrationMethod::Percentile => edgec::passes::quantize_int8::RangeMethod::Percentile(99.99),
+                },
+                keep_float: a.keep_float.clone(),
+            });
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
                 Some(Emit::Obj) => CodeKind::Object,
@@ -371,7 +396,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 return compile::compile_family(&a.model, &a.out_dir, &symbol, &members, &opts);
             }
-            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings()?, &opts, &flags, a.report.as_deref())
+            compile::compile(&a.model, &a.out_dir, &a.shapes.bindings()?, &opts, &flags, a.report.as_deref(), int8.as_ref())
         }
     }
 }

@@ -27,6 +27,7 @@ mod index;
 mod linalg;
 mod normalize;
 mod pool;
+mod qint8;
 mod quant;
 mod reduce;
 mod rnn;
@@ -247,5 +248,6 @@ fn lower_op(op: &Op, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<O
         Op::Image(o) => image::lower(o, cx, ins, outs),
         Op::Attention(o) => attention::lower(o, cx, ins, outs),
         Op::Rnn(o) => rnn::lower(o, cx, ins, outs),
+        Op::Int8(o) => qint8::lower(o, cx, ins, outs),
     }
 }

@@ -25,6 +25,7 @@ pub mod index;
 pub mod linalg;
 pub mod normalize;
 pub mod pool;
+pub mod qint8;
 pub mod quant;
 pub mod reduce;
 pub mod rnn;
@@ -112,6 +113,8 @@ pub enum Op {
     Image(image::ImageOp),
     Attention(attention::AttentionOp),
     Rnn(rnn::RnnOp),
+    /// The internal int8 integer kernel (made by the quantisation passes, never parsed).
+    Int8(qint8::Int8Kernel),
     /// A node edgec cannot handle, kept so `inspect` can list every one of them;
     /// inference and evaluation fail with the reason.
     Unsupported(String),
@@ -135,6 +138,7 @@ macro_rules! dispatch {
             Op::Image($o) => $body,
             Op::Attention($o) => $body,
             Op::Rnn($o) => $body,
+            Op::Int8($o) => $body,
             Op::Unsupported($unsupported) => $ubody,
         }
     };

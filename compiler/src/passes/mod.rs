@@ -2,8 +2,11 @@
 //! with the validator after every pass in debug builds.
 
 pub mod bind;
+pub mod calibration;
 pub mod dce;
 pub mod propagate;
+pub mod qdq_fold;
+pub mod quantize_int8;
 pub mod simplify;
 
 use crate::error::{Error, Result};
