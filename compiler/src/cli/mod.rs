@@ -260,18 +260,25 @@ struct VerifyArgs {
     shapes: ShapeArgs,
 }
 
+/// Where `run` and `profile` read a model's inputs.
 #[derive(Args)]
-struct RunArgs {
-    model: PathBuf,
-    /// A target of `edgec targets`, or `reference` for the reference evaluator.
-    #[arg(long)]
-    target: String,
+struct InputFiles {
     /// An input file (.npy or .pb): in the model's input order, or NAME=FILE.
     #[arg(long = "input", value_name = "[NAME=]FILE")]
     inputs: Vec<String>,
     /// A directory of inputs: input_N.pb (backend-test layout) or NAME.npy per input.
     #[arg(long = "inputs", value_name = "DIR")]
     inputs_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    model: PathBuf,
+    /// A target of `edgec targets`, or `reference` for the reference evaluator.
+    #[arg(long)]
+    target: String,
+    #[command(flatten)]
+    data: InputFiles,
     /// Where the outputs go, one OUTPUT_NAME.npy each.
     #[arg(short = 'o', long = "out-dir", default_value = ".")]
     out_dir: PathBuf,
@@ -285,13 +292,9 @@ struct ProfileArgs {
     /// A target of `edgec targets` (host runs under qemu-x86_64).
     #[arg(long)]
     target: String,
-    /// An input file (.npy or .pb): in the model's input order, or NAME=FILE. Default:
-    /// the first test_data_set_* beside the model.
-    #[arg(long = "input", value_name = "[NAME=]FILE")]
-    inputs: Vec<String>,
-    /// A directory of inputs: input_N.pb (backend-test layout) or NAME.npy per input.
-    #[arg(long = "inputs", value_name = "DIR")]
-    inputs_dir: Option<PathBuf>,
+    /// The inputs (default: the first test_data_set_* beside the model).
+    #[command(flatten)]
+    data: InputFiles,
     /// How many kernels to list (the rest are summed).
     #[arg(long, default_value_t = 20)]
     top: usize,
@@ -341,8 +344,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
-        Command::Run(a) => run::run(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
-        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.inputs, a.inputs_dir.as_deref(), &profile::ProfileOptions { top: a.top, time_runs: a.time }, &a.shapes.bindings()?),
+        Command::Run(a) => run::run(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
+        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &profile::ProfileOptions { top: a.top, time_runs: a.time }, &a.shapes.bindings()?),
         Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;

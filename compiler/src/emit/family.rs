@@ -18,9 +18,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use edgec_runtime::{BlobHeader, BLOB_ALIGN, BLOB_HEADER_SIZE, BLOB_TRAILER_SIZE};
+use edgec_runtime::{BLOB_ALIGN, BLOB_HEADER_SIZE, BLOB_TRAILER_SIZE};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::bytes::to_le_bytes;
 use super::{backend_error, header, interface, manifest, Artifacts, Code, CodeKind, CompileOptions, Interface, Report};
@@ -238,26 +237,12 @@ impl WeightPool {
 
     /// Like `blob::model_hash`: the members' programs and the shared payload.
     fn hash<'p>(&self, salt: &str, programs: impl Iterator<Item = &'p Program>) -> u64 {
-        let mut h = Sha256::new();
-        h.update(salt.as_bytes());
-        for p in programs {
-            h.update([0]);
-            h.update(p.to_string().as_bytes());
-        }
-        h.update([0]);
-        h.update(self.payload());
-        let d = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&d[..8]);
-        u64::from_le_bytes(first)
+        super::blob::hash_of(salt, programs, &self.payload())
     }
 
     fn blob(&self, model_hash: u64) -> Vec<u8> {
         let mut blob = self.payload();
-        let header = BlobHeader { model_hash, total_size: blob.len() as u64 };
-        blob[..BLOB_HEADER_SIZE].copy_from_slice(&header.to_bytes());
-        let end = blob.len() - BLOB_TRAILER_SIZE;
-        blob[end..].copy_from_slice(&header.trailer());
+        super::blob::seal(&mut blob, model_hash);
         blob
     }
 }
