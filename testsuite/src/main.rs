@@ -2,6 +2,7 @@
 
 mod bench;
 mod compiled;
+mod eval_text;
 mod node_tests;
 mod specialize;
 
@@ -21,6 +22,9 @@ enum Cmd {
     /// Counts guest instructions per inference of the reference models under QEMU
     /// (deterministic; docs/benchmarks.md).
     Bench(bench::Args),
+    /// Cross-entropy of chargpt on its validation text, float32 vs --quantize MODE,
+    /// compiled for the host (docs/quantization.md); fails above the bounds.
+    EvalText(eval_text::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench(args) => {
             let ok = bench::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::EvalText(args) => {
+            let ok = eval_text::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

@@ -9,19 +9,25 @@ use edgec::emit::{self, firmware, footprint, CodeKind, CompileOptions};
 use edgec::pipeline::{prepare, Bindings};
 use edgec::targets::CodePath;
 
-/// The MCU-only flags (validated by the caller).
+/// The MCU-only flags (validated by the caller), and --quantize with its report's data.
 #[derive(Clone, Debug, Default)]
 pub struct McuFlags {
     pub weights_section: Option<String>,
     pub flash_budget: Option<usize>,
     pub ram_budget: Option<usize>,
+    pub quantize: Option<edgec::quantize::QuantizeMode>,
+    pub test_data: Vec<std::path::PathBuf>,
 }
 
 pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>) -> Result<i32> {
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
-    let graph = prepare(model.graph, bindings)?;
+    let mut graph = prepare(model.graph, bindings)?;
+    let quant_report = match mcu.quantize {
+        Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data)?),
+        None => None,
+    };
     // C targets make objects with the firmware's compiler from the C backend's source.
     let c_target = opts.target.path == CodePath::C;
     let firmware_obj = c_target && opts.code == CodeKind::Object;
@@ -61,6 +67,9 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
             art.set_footprint(f);
         }
     }
+    if let Some(q) = &quant_report {
+        art.manifest = emit::manifest::with_field(&art.manifest, "quantization", &q.json);
+    }
     let written = emit::write::write_all(out_dir, &art.files())?;
     let r = &art.report;
     for p in &written {
@@ -84,6 +93,11 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     println!("code:    {} bytes {what}", r.code_bytes);
     if let Some(f) = &r.footprint {
         for line in f.report_lines() {
+            println!("{line}");
+        }
+    }
+    if let Some(q) = &quant_report {
+        for line in &q.lines {
             println!("{line}");
         }
     }

@@ -2,6 +2,7 @@
 
 mod compile;
 mod inspect;
+mod quantize_report;
 mod verify;
 
 use std::path::PathBuf;
@@ -73,7 +74,11 @@ fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Quantize {
     Int8,
+    /// Weight-only Q4_0 blocks (docs/quantization.md).
     Int4,
+    /// Weight-only Q8_0 blocks (docs/quantization.md).
+    #[value(name = "int8-weights")]
+    Int8Weights,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -100,6 +105,10 @@ struct CompileArgs {
     /// Calibration inputs for --quantize int8.
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// --quantize: test_data_set_* directories for the accuracy report (default: the
+    /// model's own, else seeded random inputs).
+    #[arg(long = "test-data")]
+    test_data: Vec<PathBuf>,
     #[arg(long, value_enum)]
     emit: Option<Emit>,
     /// Put the weights in the object's read-only data instead of NAME.weights.
@@ -191,8 +200,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             if matches!(a.quantize, Some(Quantize::Int8)) && a.calibration.is_none() {
                 return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into());
             }
-            if a.quantize.is_some() {
-                return Err(edgec::Error::UnsupportedModel("--quantize is not implemented in this build yet".into()).into());
+            let quantize = match a.quantize {
+                None => None,
+                Some(Quantize::Int4) => Some(edgec::quantize::QuantizeMode::Int4),
+                Some(Quantize::Int8Weights) => Some(edgec::quantize::QuantizeMode::Int8Weights),
+                Some(Quantize::Int8) => {
+                    return Err(edgec::Error::UnsupportedModel("--quantize int8 is not implemented in this build yet".into()).into())
+                }
+            };
+            if quantize.is_none() && !a.test_data.is_empty() {
+                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize".into()).into());
             }
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
@@ -213,7 +230,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 edgec::emit::weights_asm::check_section_name(s).map_err(edgec::Error::Usage)?;
             }
-            let flags = compile::McuFlags { weights_section: a.weights_section.clone(), flash_budget: a.flash_budget, ram_budget: a.ram_budget };
+            let flags = compile::McuFlags {
+                weights_section: a.weights_section.clone(),
+                flash_budget: a.flash_budget,
+                ram_budget: a.ram_budget,
+                quantize,
+                test_data: a.test_data.clone(),
+            };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
             compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts, &flags, a.report.as_deref())
         }

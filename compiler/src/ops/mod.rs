@@ -16,6 +16,8 @@ use crate::ir::{Tensor, TypeInfo};
 pub mod util;
 
 pub mod attention;
+pub mod blockquant;
+pub mod blockquant_format;
 pub mod constant;
 pub mod control;
 pub mod conv;
@@ -112,6 +114,8 @@ pub enum Op {
     Image(image::ImageOp),
     Attention(attention::AttentionOp),
     Rnn(rnn::RnnOp),
+    /// MatMul/Gemm/Gather on block-quantized weights (made by `passes::quantize_weights`).
+    BlockQuant(blockquant::BlockQuantOp),
     /// A node edgec cannot handle, kept so `inspect` can list every one of them;
     /// inference and evaluation fail with the reason.
     Unsupported(String),
@@ -135,6 +139,7 @@ macro_rules! dispatch {
             Op::Image($o) => $body,
             Op::Attention($o) => $body,
             Op::Rnn($o) => $body,
+            Op::BlockQuant($o) => $body,
             Op::Unsupported($unsupported) => $ubody,
         }
     };

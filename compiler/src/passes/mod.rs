@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod dce;
 pub mod propagate;
+pub mod quantize_weights;
 pub mod simplify;
 
 use crate::error::{Error, Result};
