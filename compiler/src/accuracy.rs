@@ -29,6 +29,8 @@ pub struct OutputAccuracy {
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub source: String,
+    /// Seeded random values (no test data was found).
+    pub random: bool,
     pub sets: Vec<Vec<Tensor>>,
 }
 
@@ -81,10 +83,10 @@ pub fn inputs(g: &Graph, test_data: &[std::path::PathBuf], model_dir: Option<&Pa
     }
     if !sets.is_empty() {
         let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        return Ok(Inputs { source: names.join(", "), sets });
+        return Ok(Inputs { source: names.join(", "), sets, random: false });
     }
     let sets = (0..n_random as u64).map(|s| random_inputs(g, 0x5eed + s)).collect::<Result<_>>()?;
-    Ok(Inputs { source: format!("{n_random} seeded random input set(s)"), sets })
+    Ok(Inputs { source: format!("{n_random} seeded random input set(s)"), sets, random: true })
 }
 
 fn fits(g: &Graph, set: &[Tensor]) -> bool {

@@ -36,11 +36,18 @@ impl QuantizeMode {
     }
 }
 
-/// Quantizes a prepared graph's weights in place.
+/// Quantizes a prepared graph's weights in place, rounding plainly.
 pub fn apply(g: &mut Graph, mode: QuantizeMode) -> Result<Summary> {
+    apply_calibrated(g, mode, &[])
+}
+
+/// [`apply`] with calibration input sets of `g`: MatMul/Gemm weights are then rounded
+/// with GPTQ on the activations these inputs produce (passes/gptq.rs), in the same
+/// format.
+pub fn apply_calibrated(g: &mut Graph, mode: QuantizeMode, calibration: &[Vec<crate::ir::Tensor>]) -> Result<Summary> {
     let mut summary = None;
     crate::passes::run("quantize_weights", g, crate::ir::validate::Stage::Typed, |g| {
-        summary = Some(quantize_weights::quantize_weights(g, mode.block_format())?);
+        summary = Some(quantize_weights::quantize_weights(g, mode.block_format(), calibration)?);
         Ok(())
     })?;
     crate::passes::run("dce", g, crate::ir::validate::Stage::Typed, crate::passes::dce::dce)?;

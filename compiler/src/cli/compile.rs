@@ -17,6 +17,7 @@ pub struct McuFlags {
     pub ram_budget: Option<usize>,
     pub quantize: Option<edgec::quantize::QuantizeMode>,
     pub test_data: Vec<std::path::PathBuf>,
+    pub calibration: Option<std::path::PathBuf>,
 }
 
 pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>) -> Result<i32> {
@@ -25,7 +26,7 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     let ops_before = model.graph.op_histogram().values().sum();
     let mut graph = prepare(model.graph, bindings)?;
     let quant_report = match mcu.quantize {
-        Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data)?),
+        Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data, mcu.calibration.as_deref())?),
         None => None,
     };
     // C targets make objects with the firmware's compiler from the C backend's source.

@@ -102,7 +102,8 @@ struct CompileArgs {
     shapes: ShapeArgs,
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
-    /// Calibration inputs for --quantize int8.
+    /// Calibration inputs (test_data_set_* directories, or one): for --quantize int8;
+    /// for int4/int8-weights, the GPTQ rounding's (default: the model's test data).
     #[arg(long)]
     calibration: Option<PathBuf>,
     /// --quantize: test_data_set_* directories for the accuracy report (default: the
@@ -236,6 +237,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 ram_budget: a.ram_budget,
                 quantize,
                 test_data: a.test_data.clone(),
+                calibration: a.calibration.clone(),
             };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
             compile::compile(&a.model, &a.out_dir, &a.shapes.bindings(), &opts, &flags, a.report.as_deref())

@@ -3,6 +3,7 @@
 
 pub mod bind;
 pub mod dce;
+pub mod gptq;
 pub mod propagate;
 pub mod quantize_weights;
 pub mod simplify;

@@ -10,6 +10,11 @@
 //! transposed at compile time into `N` rows of `K`. Everything else stays float and the
 //! summary says why.
 //!
+//! With calibration inputs, MatMul/Gemm weights are rounded with GPTQ (passes/gptq.rs):
+//! same format, codes chosen so the layer's outputs on the calibration activations move
+//! least. Gather tables (no activations to weigh by) and all weights without
+//! calibration data are rounded plainly, as llama.cpp's reference quantizer does.
+//!
 //! The packed form is shared: two uses whose rows hold the same floats (a tied
 //! embedding: Gather on `W` and a MatMul on `W^T`, or Gemm with transB on `W`) get the
 //! same packed constant, stored once.
@@ -20,6 +25,7 @@ use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, Tensor, ValueId};
 use crate::ops::blockquant::{BlockQuantOp, DOMAIN};
 use crate::ops::blockquant_format::{pack, BlockFormat};
+
 use crate::ops::index::IndexOp;
 use crate::ops::linalg::LinalgOp;
 use crate::ops::Op;
@@ -43,6 +49,8 @@ pub struct Summary {
     /// Bytes of the constants the graph reads, before and after.
     pub weight_bytes_before: usize,
     pub weight_bytes_after: usize,
+    /// Weight uses rounded with GPTQ (the rest plainly).
+    pub gptq: usize,
 }
 
 impl Summary {
@@ -68,9 +76,12 @@ struct Candidate {
     op: BlockQuantOp,
 }
 
-pub fn quantize_weights(g: &mut Graph, format: BlockFormat) -> Result<Summary> {
+/// Quantizes the qualifying weights of `g` into `format`; `calibration` (input sets of
+/// `g`, possibly none) selects GPTQ rounding for MatMul/Gemm weights.
+pub fn quantize_weights(g: &mut Graph, format: BlockFormat, calibration: &[Vec<Tensor>]) -> Result<Summary> {
     let mut summary = Summary { weight_bytes_before: constant_bytes(g), ..Default::default() };
     let nodes: Vec<NodeId> = g.topo_order().unwrap_or_else(|_| g.nodes.node_indices().collect());
+    let acts = activations(g, &nodes, format, calibration)?;
     // Packed constants by content: (rows, k, f32 bits) → value.
     let mut packed: HashMap<(usize, usize, Vec<u32>), ValueId> = HashMap::new();
     for n in nodes {
@@ -86,7 +97,7 @@ pub fn quantize_weights(g: &mut Graph, format: BlockFormat) -> Result<Summary> {
         let key = (cand.rows, cand.k, cand.data.iter().map(|x| x.to_bits()).collect::<Vec<u32>>());
         let v = match packed.get(&key) {
             Some(&v) => v,
-            None => match pack(format, &cand.data, cand.k) {
+            None => match packed_bytes(format, &cand, &acts, g.node(n)) {
                 Ok(bytes) => {
                     let t = Tensor::from_vec(&[cand.rows, format.row_bytes(cand.k)], bytes);
                     let v = g.add_constant(format!("{weight_name}.{}", format.name()), t);
@@ -105,6 +116,9 @@ pub fn quantize_weights(g: &mut Graph, format: BlockFormat) -> Result<Summary> {
         node.domain = DOMAIN.to_string();
         node.op = Op::BlockQuant(cand.op);
         summary.uses.push(WeightUse { node: node.name.clone(), weight: weight_name, outcome: Ok(format) });
+        if cand.slot == 1 && acts.contains_key(&g.node(n).inputs[0].unwrap_or(ValueId(u32::MAX))) {
+            summary.gptq += 1;
+        }
     }
     summary.weight_bytes_after = constant_bytes(g);
     Ok(summary)
@@ -171,3 +185,49 @@ fn candidate(g: &Graph, n: NodeId, format: BlockFormat) -> std::result::Result<O
     Ok(Some(Candidate { node: n, slot, rows, k, data, op }))
 }
 
+
+/// GPTQ on the calibration activations of the node's A operand when there are some,
+/// plain rounding otherwise.
+fn packed_bytes(
+    format: BlockFormat,
+    cand: &Candidate,
+    acts: &HashMap<ValueId, Vec<f32>>,
+    node: &crate::ir::Node,
+) -> std::result::Result<Vec<u8>, crate::ops::blockquant_format::PackError> {
+    if cand.slot == 1 {
+        if let Some(x) = node.inputs[0].and_then(|a| acts.get(&a)) {
+            if let Some(bytes) = super::gptq::quantize(format, &cand.data, cand.k, super::gptq::hessian(x, cand.k)) {
+                return Ok(bytes);
+            }
+        }
+    }
+    pack(format, &cand.data, cand.k)
+}
+
+/// The A operands of the MatMul/Gemm candidates on every calibration set, as rows of
+/// their last axis (row-major), from the float graph before any change.
+fn activations(g: &Graph, nodes: &[NodeId], format: BlockFormat, calibration: &[Vec<Tensor>]) -> Result<HashMap<ValueId, Vec<f32>>> {
+    let mut wanted: Vec<ValueId> = Vec::new();
+    for &n in nodes {
+        if let Ok(Some(c)) = candidate(g, n, format) {
+            if let (1, Some(a)) = (c.slot, g.node(n).inputs[0]) {
+                if c.k <= super::gptq::MAX_K && !wanted.contains(&a) {
+                    wanted.push(a);
+                }
+            }
+        }
+    }
+    let mut acts: HashMap<ValueId, Vec<f32>> = HashMap::new();
+    if wanted.is_empty() || calibration.is_empty() {
+        return Ok(acts);
+    }
+    let mut probe = g.clone();
+    probe.outputs = wanted.clone();
+    for set in calibration {
+        let outs = crate::eval::run(&probe, set)?;
+        for (&v, t) in wanted.iter().zip(outs) {
+            acts.entry(v).or_default().extend(t.to_f32_array().iter().copied());
+        }
+    }
+    Ok(acts)
+}
