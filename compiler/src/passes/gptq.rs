@@ -12,7 +12,7 @@
 
 use half::f16;
 
-use crate::ops::blockquant_format::{BlockFormat, BLOCK};
+use crate::ops::blockquant_format::{q4_0_best_scale, BlockFormat, BLOCK};
 
 /// Largest reduction length handled (the Hessian work is cubic in it); longer rows
 /// fall back to plain rounding.
@@ -118,21 +118,12 @@ fn upper_factor(a: &[f64], k: usize) -> Option<Vec<f64>> {
     Some(u)
 }
 
-/// The scale of a block by the format's rule, in f32 as `blockquant_format::pack`.
+/// The scale of a block: Q4_0's searched scale (`q4_0_best_scale`), Q8_0's rule.
 fn block_scale(format: BlockFormat, x: &[f64]) -> f16 {
-    let d = match format {
-        BlockFormat::Q4_0 => {
-            let mut max = 0.0f32;
-            for &v in x {
-                if (v as f32).abs() > max.abs() {
-                    max = v as f32;
-                }
-            }
-            max / -8.0
-        }
-        BlockFormat::Q8_0 => x.iter().fold(0.0f32, |m, v| m.max((*v as f32).abs())) / 127.0,
-    };
-    f16::from_f32(d)
+    match format {
+        BlockFormat::Q4_0 => q4_0_best_scale(&x.iter().map(|&v| v as f32).collect::<Vec<f32>>()),
+        BlockFormat::Q8_0 => f16::from_f32(x.iter().fold(0.0f32, |m, v| m.max((*v as f32).abs())) / 127.0),
+    }
 }
 
 /// The stored code of `v` with scale `d` (Q4_0: 0..=15, Q8_0: -127..=127), in f32 as
@@ -209,7 +200,7 @@ pub fn quantize(format: BlockFormat, w: &[f32], k: usize, h: Vec<f64>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::blockquant_format::{pack, unpack};
+    use crate::ops::blockquant_format::{pack, pack_searched, unpack};
 
     fn lcg(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
@@ -232,7 +223,7 @@ mod tests {
         }
         for f in [BlockFormat::Q4_0, BlockFormat::Q8_0] {
             // Dampening scales H uniformly, which does not change the rounding.
-            assert_eq!(quantize(f, &w, k, h.clone()).unwrap(), pack(f, &w, k).unwrap());
+            assert_eq!(quantize(f, &w, k, h.clone()).unwrap(), pack_searched(f, &w, k).unwrap());
         }
     }
 

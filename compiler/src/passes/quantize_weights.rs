@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, Tensor, ValueId};
 use crate::ops::blockquant::{BlockQuantOp, DOMAIN};
-use crate::ops::blockquant_format::{pack, BlockFormat};
+use crate::ops::blockquant_format::{pack_searched, BlockFormat};
 
 use crate::ops::index::IndexOp;
 use crate::ops::linalg::LinalgOp;
@@ -201,7 +201,7 @@ fn packed_bytes(
             }
         }
     }
-    pack(format, &cand.data, cand.k)
+    pack_searched(format, &cand.data, cand.k)
 }
 
 /// The A operands of the MatMul/Gemm candidates on every calibration set, as rows of
