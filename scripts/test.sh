@@ -17,6 +17,9 @@ grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
   [ -n "$target" ] || continue
   target/release/edgec-testsuite onnx-node --target "$target" --min-passed "$floor"
 done
+# Weight-only quantization of chargpt: nats/char on its validation text, float32 vs
+# int4 and int8-weights, with the bounds (docs/quantization.md).
+target/release/edgec-testsuite eval-text --quantize int4 --quantize int8-weights
 # Instructions per inference of the shared models under QEMU (docs/benchmarks.md); the
 # bench fails when two counted runs differ or an output is wrong.
 target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --target riscv64 --dim past_sequence_length=16

@@ -5,6 +5,7 @@
 //! evaluator (the constant folder's engine and the test oracle). Op semantics live in
 //! [`ops`], one module per family.
 
+pub mod accuracy;
 pub mod back;
 pub mod build_api;
 pub mod emit;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod plan;
+pub mod quantize;
 pub mod targets;
 pub mod testdata;
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod compiled;
+mod eval_text;
 mod node_tests;
 mod quant;
 mod specialize;
@@ -25,6 +26,9 @@ enum Cmd {
     /// The int8 checks: QDQ dcgan vs ONNX Runtime, digits_vae_decoder PTQ figures
     /// (docs/quantization.md).
     QuantInt8(quant::Args),
+    /// Cross-entropy of chargpt on its validation text, float32 vs --quantize MODE,
+    /// compiled for the host (docs/quantization.md); fails above the bounds.
+    EvalText(eval_text::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +44,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::QuantInt8(args) => {
             let ok = quant::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::EvalText(args) => {
+            let ok = eval_text::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

@@ -9,12 +9,15 @@ use edgec::emit::{self, firmware, footprint, CodeKind, CompileOptions};
 use edgec::pipeline::{prepare, Bindings};
 use edgec::targets::CodePath;
 
-/// The MCU-only flags (validated by the caller).
+/// The MCU-only flags (validated by the caller), and --quantize with its report's data.
 #[derive(Clone, Debug, Default)]
 pub struct McuFlags {
     pub weights_section: Option<String>,
     pub flash_budget: Option<usize>,
     pub ram_budget: Option<usize>,
+    pub quantize: Option<edgec::quantize::QuantizeMode>,
+    pub test_data: Vec<std::path::PathBuf>,
+    pub calibration: Option<std::path::PathBuf>,
 }
 
 pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>, int8: Option<&super::int8::Int8Args>) -> Result<i32> {
@@ -25,6 +28,10 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     if let Some(q) = int8 {
         graph = super::int8::apply(graph, q)?;
     }
+    let quant_report = match mcu.quantize {
+        Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data, mcu.calibration.as_deref())?),
+        None => None,
+    };
     // C targets make objects with the firmware's compiler from the C backend's source.
     let c_target = opts.target.path == CodePath::C;
     let firmware_obj = c_target && opts.code == CodeKind::Object;
@@ -64,7 +71,16 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
             art.set_footprint(f);
         }
     }
-    print_report(out_dir, &art, opts, html, model_path)
+    if let Some(q) = &quant_report {
+        art.manifest = emit::manifest::with_field(&art.manifest, "quantization", &q.json);
+    }
+    let code = print_report(out_dir, &art, opts, html, model_path)?;
+    if let Some(q) = &quant_report {
+        for line in &q.lines {
+            println!("{line}");
+        }
+    }
+    Ok(code)
 }
 
 /// `edgec compile --dim SYMBOL=LO..HI`: a shape family (`emit::family`).

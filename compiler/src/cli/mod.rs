@@ -5,6 +5,7 @@ mod int8;
 mod inspect;
 mod profile;
 mod profile_timing;
+mod quantize_report;
 mod run;
 mod verify;
 
@@ -179,7 +180,11 @@ fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>), String> {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Quantize {
     Int8,
+    /// Weight-only Q4_0 blocks (docs/quantization.md).
     Int4,
+    /// Weight-only Q8_0 blocks (docs/quantization.md).
+    #[value(name = "int8-weights")]
+    Int8Weights,
 }
 
 /// `minmax`: the extremes seen; `percentile`: the 0.01st and 99.99th percentiles.
@@ -210,7 +215,8 @@ struct CompileArgs {
     shapes: ShapeArgs,
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
-    /// Calibration inputs for --quantize int8.
+    /// Calibration inputs (test_data_set_* directories, or one): for --quantize int8;
+    /// for int4/int8-weights, the GPTQ rounding's (default: the model's test data).
     #[arg(long)]
     calibration: Option<PathBuf>,
     /// --quantize int8: how activation ranges are taken from the calibration values.
@@ -219,6 +225,10 @@ struct CompileArgs {
     /// --quantize int8: nodes (by name) to keep in float.
     #[arg(long = "keep-float", value_name = "NODE", num_args = 1..)]
     keep_float: Vec<String>,
+    /// --quantize: test_data_set_* directories for the accuracy report (default: the
+    /// model's own, else seeded random inputs).
+    #[arg(long = "test-data")]
+    test_data: Vec<PathBuf>,
     #[arg(long, value_enum)]
     emit: Option<Emit>,
     /// Put the weights in the object's read-only data instead of NAME.weights.
@@ -358,8 +368,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             if matches!(a.quantize, Some(Quantize::Int8)) && a.calibration.is_none() {
                 return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into());
             }
-            if matches!(a.quantize, Some(Quantize::Int4)) {
-                return Err(edgec::Error::UnsupportedModel("--quantize int4 is not implemented in this build yet".into()).into());
+            // Weight-only modes (passes::quantize_weights); int8 is static PTQ (cli/int8.rs).
+            let quantize = match a.quantize {
+                None | Some(Quantize::Int8) => None,
+                Some(Quantize::Int4) => Some(edgec::quantize::QuantizeMode::Int4),
+                Some(Quantize::Int8Weights) => Some(edgec::quantize::QuantizeMode::Int8Weights),
+            };
+            if quantize.is_none() && !a.test_data.is_empty() {
+                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize int4|int8-weights".into()).into());
             }
             if a.quantize.is_none() && (a.calibration.is_some() || !a.keep_float.is_empty()) {
                 return Err(edgec::Error::Usage("--calibration and --keep-float go with --quantize int8".into()).into());
@@ -391,7 +407,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 edgec::emit::weights_asm::check_section_name(s).map_err(edgec::Error::Usage)?;
             }
-            let flags = compile::McuFlags { weights_section: a.weights_section.clone(), flash_budget: a.flash_budget, ram_budget: a.ram_budget };
+            let flags = compile::McuFlags {
+                weights_section: a.weights_section.clone(),
+                flash_budget: a.flash_budget,
+                ram_budget: a.ram_budget,
+                quantize,
+                test_data: a.test_data.clone(),
+                calibration: a.calibration.clone(),
+            };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
             if let Some((symbol, members)) = a.shapes.family()? {
                 if a.quantize.is_some() || a.report.is_some() || mcu {

@@ -69,3 +69,11 @@ pub fn manifest_with(iface: &Interface, report: &Report, extra: Option<(&str, se
     s.push('\n');
     s
 }
+
+/// `manifest` with one more top-level field `key` (after the others): for figures known
+/// only to the caller, such as the accuracy report of `--quantize`.
+pub fn with_field(manifest: &str, key: &str, value: &serde_json::Value) -> String {
+    let body = manifest.trim_end().strip_suffix('}').unwrap_or(manifest).trim_end();
+    let v = serde_json::to_string_pretty(value).unwrap_or_default().replace('\n', "\n  ");
+    format!("{body},\n  {}: {v}\n}}\n", serde_json::Value::String(key.into()))
+}

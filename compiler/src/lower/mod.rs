@@ -11,6 +11,7 @@ pub mod copy;
 mod attention;
 mod attention_flex;
 mod attention_linear;
+mod blockquant;
 mod control;
 mod control_body;
 mod conv;
@@ -249,5 +250,6 @@ fn lower_op(op: &Op, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Option<O
         Op::Attention(o) => attention::lower(o, cx, ins, outs),
         Op::Rnn(o) => rnn::lower(o, cx, ins, outs),
         Op::Int8(o) => qint8::lower(o, cx, ins, outs),
+        Op::BlockQuant(o) => blockquant::lower(o, cx, ins, outs),
     }
 }

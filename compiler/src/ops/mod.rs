@@ -16,6 +16,8 @@ use crate::ir::{Tensor, TypeInfo};
 pub mod util;
 
 pub mod attention;
+pub mod blockquant;
+pub mod blockquant_format;
 pub mod constant;
 pub mod control;
 pub mod conv;
@@ -115,6 +117,8 @@ pub enum Op {
     Rnn(rnn::RnnOp),
     /// The internal int8 integer kernel (made by the quantisation passes, never parsed).
     Int8(qint8::Int8Kernel),
+    /// MatMul/Gemm/Gather on block-quantized weights (made by `passes::quantize_weights`).
+    BlockQuant(blockquant::BlockQuantOp),
     /// A node edgec cannot handle, kept so `inspect` can list every one of them;
     /// inference and evaluation fail with the reason.
     Unsupported(String),
@@ -139,6 +143,7 @@ macro_rules! dispatch {
             Op::Attention($o) => $body,
             Op::Rnn($o) => $body,
             Op::Int8($o) => $body,
+            Op::BlockQuant($o) => $body,
             Op::Unsupported($unsupported) => $ubody,
         }
     };

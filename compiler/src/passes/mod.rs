@@ -4,9 +4,11 @@
 pub mod bind;
 pub mod calibration;
 pub mod dce;
+pub mod gptq;
 pub mod propagate;
 pub mod qdq_fold;
 pub mod quantize_int8;
+pub mod quantize_weights;
 pub mod simplify;
 
 use crate::error::{Error, Result};
