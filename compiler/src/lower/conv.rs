@@ -710,6 +710,9 @@ mod tests {
             (vec![1, 2, 9], vec![2, 1, 3], vec![2], vec![2], vec![3, 0], 2, vec![1]),
             (vec![2, 2, 5, 6], vec![2, 2, 3, 2], vec![2, 1], vec![1, 2], vec![1, 0, 2, 3], 1, vec![1, 0]),
             (vec![1, 4, 4, 4], vec![4, 1, 4, 4], vec![2, 3], vec![1, 1], vec![1, 2, 1, 0], 2, vec![0, 2]),
+            // Output channels not a multiple of the channel block (a leftover block).
+            (vec![1, 3, 8], vec![6, 6, 3], vec![1], vec![2], vec![2, 1], 1, vec![]),
+            (vec![1, 2, 5, 4], vec![5, 5, 4, 3], vec![2, 3], vec![1, 1], vec![1, 0, 1, 2], 1, vec![1, 0]),
         ];
         for (xs, ws, strides, dilations, pads, group, output_padding) in cases {
             let window = WindowAttrs { strides, dilations, pads, group, ..attrs(vec![]) };

@@ -271,3 +271,30 @@ fn visit_loads<'e>(e: &'e Expr, f: &mut dyn FnMut(BufId, &'e Expr)) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kir::e;
+
+    /// `base + r * n + j`, as the GEMM tile builds its output indices.
+    fn row(base: Var, r: i64, n: i64, j: Var) -> Expr {
+        e::add(e::add(e::mul(e::var(base), e::idx(4 * n)), e::idx(r * n)), e::var(j))
+    }
+
+    #[test]
+    fn rows_of_a_tile_are_disjoint_only_when_a_row_apart() {
+        let (ib, j) = (Var(0), Var(1));
+        // Rows 0 and 1 of a 16-wide output: 16 elements apart, a 16-iteration loop.
+        assert!(disjoint(&row(ib, 0, 16, j), &row(ib, 1, 16, j), 16));
+        // The same rows in a longer loop would overlap.
+        assert!(!disjoint(&row(ib, 0, 16, j), &row(ib, 1, 16, j), 17));
+        // Different variables (or a non-affine index) are never assumed apart.
+        assert!(!disjoint(&row(ib, 0, 16, j), &row(Var(2), 1, 16, j), 4));
+        let loaded = e::add(e::load(BufId(0), e::idx(0)), e::var(j));
+        assert!(!disjoint(&loaded, &row(ib, 1, 16, j), 4));
+        // (ib * 4 + 1) * 16 + j is ib * 64 + 16 + j.
+        let nested = e::add(e::mul(e::add(e::mul(e::var(ib), e::idx(4)), e::idx(1)), e::idx(16)), e::var(j));
+        assert_eq!(affine(&nested), affine(&row(ib, 1, 16, j)));
+    }
+}
