@@ -183,6 +183,9 @@ impl ConvDims {
         let kernel = &self.win.g.kernel;
         let kn: usize = kernel.iter().product();
         let in_place = t.finish.is_none() && holds_exactly(y.ty.dtype, ty);
+        if in_place && kn <= MAX_UNROLLED_TAPS {
+            return self.emit_chained(kb, ty, y, t);
+        }
         kb.for_shape(&[self.n, self.group, mg], |kb, ix| {
             let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
             let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
@@ -192,36 +195,7 @@ impl ConvDims {
                 imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic)), sp_in as i64)
             };
             let w0 = |ic: Expr| imul(iadd(imul(oc.clone(), cg as i64), ic), kn as i64);
-            if in_place && kn <= MAX_UNROLLED_TAPS {
-                // Each kernel position is its own loop nest over exactly the output
-                // positions whose tap lies inside the input (computed here, shapes are
-                // static): no bounds test, indices affine in the loop variables, so a
-                // stride-1 conv's innermost loop vectorises.
-                kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
-                kb.for_(cg, |kb, ic| {
-                    for k in taps(kernel) {
-                        let g = &self.win.g;
-                        let spans: Vec<Span> = (0..k.len())
-                            .map(|a| {
-                                let off = (k[a] * g.dilations[a]) as i64 - g.pad_head[a] as i64;
-                                Span::new(off, g.strides[a], grid[a], self.win.target[a])
-                            })
-                            .collect();
-                        if spans.iter().any(|sp| sp.len == 0) {
-                            continue;
-                        }
-                        let kx: Vec<Expr> = k.iter().map(|&v| e::idx(v as i64)).collect();
-                        let wv = kb.let_(ty, (t.w)(iadd(w0(ic.clone()), linear(kernel, &kx)), oc.clone()));
-                        let extents: Vec<usize> = spans.iter().map(|sp| sp.len).collect();
-                        kb.for_shape(&extents, |kb, q| {
-                            let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
-                            let pos: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
-                            let xv = (t.x)(iadd(x0(ic.clone()), linear(&self.win.target, &pos)));
-                            kb.store(y.buf, y_at(&o), mac(ty, e::load(y.buf, y_at(&o)), xv, e::var(wv)));
-                        });
-                    }
-                });
-            } else if in_place {
+            if in_place {
                 kb.for_shape(grid, |kb, o| kb.store(y.buf, y_at(o), (t.init)(oc.clone())));
                 kb.for_(cg, |kb, ic| {
                     kb.for_shape(kernel, |kb, k| {
@@ -257,6 +231,102 @@ impl ConvDims {
     }
 }
 
+impl ConvDims {
+    /// The in-place form with the kernel positions unrolled: each kernel position is its
+    /// own loop nest over exactly the output positions whose tap lies inside the input
+    /// (computed here, shapes are static): no bounds test, indices affine in the loop
+    /// variables, so a stride-1 conv's innermost loop vectorises. Two kinds of register
+    /// blocking on top, neither of which changes the order in which an output element
+    /// receives its terms:
+    /// - the taps of one kernel row (last axis) are chained: each Y element loaded takes
+    ///   all of its valid taps of the row before it is stored back ([`segments`]);
+    /// - [`out_block`] output channels are computed together, sharing each X load.
+    fn emit_chained(&self, kb: &mut KernelBuilder, ty: Ty, y: &Operand, t: &ConvTerms) {
+        let (cg, mg) = (self.c / self.group, self.m / self.group);
+        let (sp_in, sp_out) = (self.win.target.iter().product::<usize>(), self.win.g.grid.iter().product::<usize>());
+        let (grid, kernel, g) = (&self.win.g.grid, &self.win.g.kernel, &self.win.g);
+        let kn: usize = kernel.iter().product();
+        let last = kernel.len() - 1;
+        let rows_per_block = out_block(kernel[last], mg);
+        kb.for_shape(&[self.n, self.group], |kb, ix| {
+            let (b, gi) = (&ix[0], &ix[1]);
+            let block = |kb: &mut KernelBuilder, om0: Expr, rows: usize| {
+                let oc = |r: usize| iadd(imul(gi.clone(), mg as i64), iadd(om0.clone(), e::idx(r as i64)));
+                let y0 = |r: usize| imul(iadd(imul(b.clone(), self.m as i64), oc(r)), sp_out as i64);
+                for r in 0..rows {
+                    kb.for_shape(grid, |kb, o| kb.store(y.buf, iadd(y0(r), linear(grid, o)), (t.init)(oc(r))));
+                }
+                kb.for_(cg, |kb, ic| {
+                    let x_ic =
+                        imul(iadd(imul(b.clone(), self.c as i64), iadd(imul(gi.clone(), cg as i64), ic.clone())), sp_in as i64);
+                    let w_ic = |r: usize| imul(iadd(imul(oc(r), cg as i64), ic.clone()), kn as i64);
+                    for prefix in taps(&kernel[..last]) {
+                        let span = |a: usize, k: usize| {
+                            let off = (k * g.dilations[a]) as i64 - g.pad_head[a] as i64;
+                            Span::new(off, g.strides[a], grid[a], self.win.target[a])
+                        };
+                        let outer: Vec<Span> = (0..last).map(|a| span(a, prefix[a])).collect();
+                        if outer.iter().any(|sp| sp.len == 0) {
+                            continue;
+                        }
+                        let row: Vec<Span> = (0..kernel[last]).map(|k| span(last, k)).collect();
+                        // weights[r][k]: hoisted out of the output loops.
+                        let weights: Vec<Vec<Option<crate::kir::Var>>> = (0..rows)
+                            .map(|r| {
+                                (0..row.len())
+                                    .map(|k| {
+                                        (row[k].len > 0).then(|| {
+                                            let kx: Vec<Expr> = prefix.iter().chain([&k]).map(|&v| e::idx(v as i64)).collect();
+                                            kb.let_(ty, (t.w)(iadd(w_ic(r), linear(kernel, &kx)), oc(r)))
+                                        })
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        for (lo, hi, active) in segments(&row) {
+                            let mut extents: Vec<usize> = outer.iter().map(|sp| sp.len).collect();
+                            extents.push(hi - lo);
+                            kb.for_shape(&extents, |kb, q| {
+                                let mut o: Vec<Expr> = outer.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
+                                o.push(iadd(q[last].clone(), e::idx(lo as i64)));
+                                let xs: Vec<Expr> = active
+                                    .iter()
+                                    .map(|&k| {
+                                        let mut pos: Vec<Expr> = outer.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
+                                        let sp = &row[k];
+                                        pos.push(iadd(imul(o[last].clone(), sp.stride as i64), e::idx(sp.off)));
+                                        (t.x)(iadd(x_ic.clone(), linear(&self.win.target, &pos)))
+                                    })
+                                    .collect();
+                                for r in 0..rows {
+                                    let at = iadd(y0(r), linear(grid, &o));
+                                    let mut v = e::load(y.buf, at.clone());
+                                    for (xv, &k) in xs.iter().zip(&active) {
+                                        let wv = weights[r][k].expect("active taps have a weight");
+                                        v = mac(ty, v, xv.clone(), e::var(wv));
+                                    }
+                                    kb.store(y.buf, at, v);
+                                }
+                            });
+                        }
+                    }
+                });
+            };
+            kb.for_(mg / rows_per_block, |kb, mb| block(kb, imul(mb, rows_per_block as i64), rows_per_block));
+            if mg % rows_per_block != 0 {
+                block(kb, e::idx((mg / rows_per_block * rows_per_block) as i64), mg % rows_per_block);
+            }
+        });
+    }
+}
+
+/// Output channels computed together by the chained conv forms: each X load feeds this
+/// many multiply-adds. Bounded so that the hoisted weights (`rows x taps per row`)
+/// stay within about 20 float registers (Cortex-M7 has 32).
+fn out_block(row_taps: usize, channels: usize) -> usize {
+    (20 / row_taps.max(1)).clamp(1, 4).min(channels.max(1))
+}
+
 /// What a conv's loop nest reads and writes, beyond its shapes: the factors `x(x_index)`
 /// and `w(w_index, out_channel)` (zero points subtracted there), the accumulator's start
 /// `init(out_channel)` (the bias) and an optional `finish(out_channel, acc)`.
@@ -278,6 +348,24 @@ fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
         all = all.into_iter().flat_map(|p: Vec<usize>| (0..d).map(move |i| [p.clone(), vec![i]].concat())).collect();
     }
     all
+}
+
+/// The output ranges `lo..hi` of one row of taps (their spans on the last axis) split
+/// where the set of taps landing inside the input changes, each with those taps in
+/// kernel order: every output position gets exactly its valid taps, in the same order
+/// as tap by tap.
+fn segments(row: &[Span]) -> Vec<(usize, usize, Vec<usize>)> {
+    let mut cuts: Vec<usize> = row.iter().filter(|sp| sp.len > 0).flat_map(|sp| [sp.lo, sp.lo + sp.len]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.windows(2)
+        .filter_map(|w| {
+            let (lo, hi) = (w[0], w[1]);
+            let active: Vec<usize> =
+                (0..row.len()).filter(|&k| row[k].len > 0 && row[k].lo <= lo && hi <= row[k].lo + row[k].len).collect();
+            (!active.is_empty()).then_some((lo, hi, active))
+        })
+        .collect()
 }
 
 /// For one axis and one kernel position: the grid positions `j` in `0..count` whose
@@ -420,39 +508,101 @@ fn lower_conv_transpose(
         // input positions that land inside the output are a range known here, and the
         // output position `i * stride + k * dilation - pad_head` is affine in `i`. Each
         // output element still sums its terms in (in channel, kernel position) order,
-        // as the gather form below does, so the results are the same.
-        kb.for_shape(&[n, a.group, mg], |kb, ix| {
-            let (b, gi, om) = (&ix[0], &ix[1], &ix[2]);
-            let oc = iadd(imul(gi.clone(), mg as i64), om.clone());
-            let y0 = imul(iadd(imul(b.clone(), m as i64), oc.clone()), sp_out as i64);
-            let init = bias.map_or(zero(ty), |bb| e::load(bb.buf, oc.clone()));
-            kb.for_shape(out_sp, |kb, o| kb.store(y.buf, iadd(y0.clone(), linear(out_sp, o)), init.clone()));
-            kb.for_(cg, |kb, icl| {
-                let ic = iadd(imul(gi.clone(), cg as i64), icl);
-                let x0 = imul(iadd(imul(b.clone(), c as i64), ic.clone()), sp_in as i64);
-                let w0 = imul(iadd(imul(ic, mg as i64), om.clone()), kn as i64);
-                for k in taps(&kernel) {
-                    let spans: Vec<Span> = (0..ns)
-                        .map(|a| {
-                            let off = (k[a] * g.dilations[a]) as i64 - g.pad_head[a] as i64;
-                            Span::new(off, g.strides[a], input_sp[a], out_sp[a])
-                        })
-                        .collect();
-                    if spans.iter().any(|sp| sp.len == 0) {
-                        continue;
-                    }
-                    let kx: Vec<Expr> = k.iter().map(|&v| e::idx(v as i64)).collect();
-                    let wv = kb.let_(ty, e::load(w.buf, iadd(w0.clone(), linear(&kernel, &kx))));
-                    let extents: Vec<usize> = spans.iter().map(|sp| sp.len).collect();
-                    kb.for_shape(&extents, |kb, q| {
-                        let i: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
-                        let o: Vec<Expr> = spans.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
-                        let at = iadd(y0.clone(), linear(out_sp, &o));
-                        let xv = e::load(x.buf, iadd(x0.clone(), linear(input_sp, &i)));
-                        kb.store(y.buf, at.clone(), mac(ty, e::load(y.buf, at), xv, e::var(wv)));
-                    });
+        // as the gather form below does, so the results are the same. Register
+        // blocking as in Conv's chained form: taps of a kernel row that land on the
+        // same output phase (`off mod stride`) are chained (output `u * stride + base`
+        // takes `x[u - shift(k)] * w[k]` for each such tap in kernel order, loaded and
+        // stored once), and `out_block` output channels share each X load.
+        let last = ns - 1;
+        let rows_per_block = out_block(kernel[last].div_ceil(g.strides[last].max(1)), mg);
+        let span = |ax: usize, k: usize| {
+            let off = (k * g.dilations[ax]) as i64 - g.pad_head[ax] as i64;
+            Span::new(off, g.strides[ax], input_sp[ax], out_sp[ax])
+        };
+        kb.for_shape(&[n, a.group], |kb, ix| {
+            let (b, gi) = (&ix[0], &ix[1]);
+            let block = |kb: &mut KernelBuilder, om0: Expr, rows: usize| {
+                let om = |r: usize| iadd(om0.clone(), e::idx(r as i64));
+                let oc = |r: usize| iadd(imul(gi.clone(), mg as i64), om(r));
+                let y0 = |r: usize| imul(iadd(imul(b.clone(), m as i64), oc(r)), sp_out as i64);
+                for r in 0..rows {
+                    let init = bias.map_or(zero(ty), |bb| e::load(bb.buf, oc(r)));
+                    kb.for_shape(out_sp, |kb, o| kb.store(y.buf, iadd(y0(r), linear(out_sp, o)), init.clone()));
                 }
-            });
+                kb.for_(cg, |kb, icl| {
+                    let ic = iadd(imul(gi.clone(), cg as i64), icl);
+                    let x0 = imul(iadd(imul(b.clone(), c as i64), ic.clone()), sp_in as i64);
+                    let w0 = |r: usize| imul(iadd(imul(ic.clone(), mg as i64), om(r)), kn as i64);
+                    for prefix in taps(&kernel[..last]) {
+                        let outer: Vec<Span> = (0..last).map(|ax| span(ax, prefix[ax])).collect();
+                        if outer.iter().any(|sp| sp.len == 0) {
+                            continue;
+                        }
+                        let row: Vec<Span> = (0..kernel[last]).map(|k| span(last, k)).collect();
+                        let st = g.strides[last] as i64;
+                        let mut phases: Vec<i64> =
+                            row.iter().filter(|sp| sp.len > 0).map(|sp| sp.off.rem_euclid(st)).collect();
+                        phases.sort_unstable();
+                        phases.dedup();
+                        for phase in phases {
+                            let class: Vec<usize> =
+                                (0..row.len()).filter(|&k| row[k].len > 0 && row[k].off.rem_euclid(st) == phase).collect();
+                            let base = class.iter().map(|&k| row[k].off).min().expect("a phase has a tap");
+                            let shift = |k: usize| ((row[k].off - base) / st) as usize;
+                            // Each tap's valid inputs, as a range of `u = i + shift`.
+                            let in_u: Vec<Span> = (0..row.len())
+                                .map(|k| match class.contains(&k) {
+                                    true => Span { lo: row[k].lo + shift(k), len: row[k].len, stride: 1, off: 0 },
+                                    false => Span { lo: 0, len: 0, stride: 1, off: 0 },
+                                })
+                                .collect();
+                            let weights: Vec<Vec<Option<crate::kir::Var>>> = (0..rows)
+                                .map(|r| {
+                                    (0..row.len())
+                                        .map(|k| {
+                                            class.contains(&k).then(|| {
+                                                let kx: Vec<Expr> =
+                                                    prefix.iter().chain([&k]).map(|&v| e::idx(v as i64)).collect();
+                                                kb.let_(ty, e::load(w.buf, iadd(w0(r), linear(&kernel, &kx))))
+                                            })
+                                        })
+                                        .collect()
+                                })
+                                .collect();
+                            for (lo, hi, active) in segments(&in_u) {
+                                let mut extents: Vec<usize> = outer.iter().map(|sp| sp.len).collect();
+                                extents.push(hi - lo);
+                                kb.for_shape(&extents, |kb, q| {
+                                    let u = iadd(q[last].clone(), e::idx(lo as i64));
+                                    let mut o: Vec<Expr> = outer.iter().zip(q).map(|(sp, q)| sp.target(q)).collect();
+                                    o.push(iadd(imul(u.clone(), st), e::idx(base)));
+                                    let xs: Vec<Expr> = active
+                                        .iter()
+                                        .map(|&k| {
+                                            let mut i: Vec<Expr> = outer.iter().zip(q).map(|(sp, q)| sp.grid(q)).collect();
+                                            i.push(iadd(u.clone(), e::idx(-(shift(k) as i64))));
+                                            e::load(x.buf, iadd(x0.clone(), linear(input_sp, &i)))
+                                        })
+                                        .collect();
+                                    for r in 0..rows {
+                                        let at = iadd(y0(r), linear(out_sp, &o));
+                                        let mut v = e::load(y.buf, at.clone());
+                                        for (xv, &k) in xs.iter().zip(&active) {
+                                            let wv = weights[r][k].expect("active taps have a weight");
+                                            v = mac(ty, v, xv.clone(), e::var(wv));
+                                        }
+                                        kb.store(y.buf, at, v);
+                                    }
+                                });
+                            }
+                        }
+                    }
+                });
+            };
+            kb.for_(mg / rows_per_block, |kb, mb| block(kb, imul(mb, rows_per_block as i64), rows_per_block));
+            if mg % rows_per_block != 0 {
+                block(kb, e::idx((mg / rows_per_block * rows_per_block) as i64), mg % rows_per_block);
+            }
         });
         cx.emit(kb.finish());
         return Ok(());
@@ -560,6 +710,9 @@ mod tests {
             (vec![1, 2, 9], vec![2, 1, 3], vec![2], vec![2], vec![3, 0], 2, vec![1]),
             (vec![2, 2, 5, 6], vec![2, 2, 3, 2], vec![2, 1], vec![1, 2], vec![1, 0, 2, 3], 1, vec![1, 0]),
             (vec![1, 4, 4, 4], vec![4, 1, 4, 4], vec![2, 3], vec![1, 1], vec![1, 2, 1, 0], 2, vec![0, 2]),
+            // Output channels not a multiple of the channel block (a leftover block).
+            (vec![1, 3, 8], vec![6, 6, 3], vec![1], vec![2], vec![2, 1], 1, vec![]),
+            (vec![1, 2, 5, 4], vec![5, 5, 4, 3], vec![2, 3], vec![1, 1], vec![1, 0, 1, 2], 1, vec![1, 0]),
         ];
         for (xs, ws, strides, dilations, pads, group, output_padding) in cases {
             let window = WindowAttrs { strides, dilations, pads, group, ..attrs(vec![]) };

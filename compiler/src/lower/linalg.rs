@@ -11,7 +11,7 @@ use super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::ir::DType;
 use crate::kir::build::{broadcast, iadd, imul, linear, KernelBuilder};
-use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp};
+use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp, Var};
 use crate::ops::linalg::{Gemm, LinalgOp};
 
 pub fn lower(
@@ -185,38 +185,142 @@ impl MatMulDims {
             let a0 = imul(broadcast(&self.a_batch, bix), (m * k) as i64);
             let b0 = imul(broadcast(&self.b_batch, bix), (k * n) as i64);
             let y0 = imul(linear(&self.batch, bix), (m * n) as i64);
+            let a_at = |i: Expr, p: Expr| iadd(a0.clone(), iadd(imul(i, k as i64), p));
+            let b_at = |p: Expr, j: Expr| iadd(b0.clone(), iadd(imul(p, n as i64), j));
+            let y_at = |i: Expr, j: Expr| iadd(y0.clone(), iadd(imul(i, n as i64), j));
+            if in_place {
+                kb.for_(m * n, |kb, t| kb.store(y.buf, iadd(y0.clone(), t), zero(ty)));
+                let tile = Tile { ty, m, k, n, y: y.buf };
+                tile.accumulate(
+                    kb,
+                    &y_at,
+                    &|i, p| load(&MatIx { i: i.clone(), j: e::idx(0) }, a_at(i, p.clone()), b_at(p, e::idx(0))).0,
+                    &|p, j| {
+                        let ix = MatIx { i: e::idx(0), j: j.clone() };
+                        load(&ix, a_at(e::idx(0), p.clone()), b_at(p, j)).1
+                    },
+                );
+                return;
+            }
             kb.for_(m, |kb, i| {
-                let row = iadd(y0.clone(), imul(i.clone(), n as i64));
-                let a_at = |p: Expr| iadd(a0.clone(), iadd(imul(i.clone(), k as i64), p));
-                let b_at = |p: Expr, j: Expr| iadd(b0.clone(), iadd(imul(p, n as i64), j));
-                if in_place {
-                    kb.for_(n, |kb, j| kb.store(y.buf, iadd(row.clone(), j), zero(ty)));
+                kb.for_(n, |kb, j| {
+                    let acc = kb.let_(ty, zero(ty));
                     kb.for_(k, |kb, p| {
-                        let av = kb.var(ty);
-                        // A's factor is loop-invariant in j: loaded once per (i, p).
-                        let (a_val, _) =
-                            load(&MatIx { i: i.clone(), j: e::idx(0) }, a_at(p.clone()), b_at(p.clone(), e::idx(0)));
-                        kb.set(av, a_val);
-                        kb.for_(n, |kb, j| {
-                            let ix = MatIx { i: i.clone(), j: j.clone() };
-                            let (_, b_val) = load(&ix, a_at(p.clone()), b_at(p.clone(), j.clone()));
-                            let at = iadd(row.clone(), j);
-                            kb.store(y.buf, at.clone(), mac(ty, e::load(y.buf, at), e::var(av), b_val));
-                        });
+                        let ix = MatIx { i: i.clone(), j: j.clone() };
+                        let (a_val, b_val) = load(&ix, a_at(i.clone(), p.clone()), b_at(p, j.clone()));
+                        kb.set(acc, mac(ty, e::var(acc), a_val, b_val));
                     });
-                } else {
-                    kb.for_(n, |kb, j| {
-                        let acc = kb.let_(ty, zero(ty));
-                        kb.for_(k, |kb, p| {
-                            let ix = MatIx { i: i.clone(), j: j.clone() };
-                            let (a_val, b_val) = load(&ix, a_at(p.clone()), b_at(p, j.clone()));
-                            kb.set(acc, mac(ty, e::var(acc), a_val, b_val));
-                        });
-                        let v = finish.map_or(e::var(acc), |f| f(e::var(acc)));
-                        kb.store(y.buf, iadd(row.clone(), j), v);
-                    });
-                }
+                    let v = finish.map_or(e::var(acc), |f| f(e::var(acc)));
+                    kb.store(y.buf, y_at(i.clone(), j), v);
+                });
             });
+        });
+    }
+}
+
+/// Rows of A per register tile: each B element loaded feeds this many accumulations.
+pub(super) const TILE_ROWS: usize = 4;
+/// Terms of the sum per pass over an output row: each partial sum loaded from Y takes
+/// this many fused multiply-adds before it is stored back.
+pub(super) const TILE_DEPTH: usize = 4;
+
+/// The register-blocked micro-kernel of the products whose output holds the
+/// accumulator exactly: `Y[i, j] += sum_p A[i, p] * B[p, j]` on an `m x k x n`
+/// product, Y already holding the initial values.
+///
+/// Rows are taken [`TILE_ROWS`] at a time and the sum [`TILE_DEPTH`] terms at a time:
+/// the `TILE_ROWS x TILE_DEPTH` factors of A are loaded into variables, then one loop
+/// over `j` updates the `TILE_ROWS` output rows, each element by a chain of
+/// `TILE_DEPTH` fused multiply-adds over the same B row elements. Per element of Y the
+/// terms still come in increasing `p`, one rounding each, so the result is bit for bit
+/// the one of the plain `(i, p, j)` nest; only loads and stores of Y and B are saved
+/// (the Cranelift backend runs the `j` loop as f32x4 with the A factors splatted, the C
+/// compiler keeps them in registers: `vfma` with one load of B per `TILE_ROWS` MACs).
+/// Leftover rows and terms are unrolled at compile time.
+///
+/// `b(p, j)` is the only place B is read: a packed or quantised B operand plugs in there.
+pub(super) struct Tile {
+    pub ty: Ty,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub y: BufId,
+}
+
+impl Tile {
+    pub fn accumulate(
+        &self,
+        kb: &mut KernelBuilder,
+        y_at: &dyn Fn(Expr, Expr) -> Expr,
+        a: &dyn Fn(Expr, Expr) -> Expr,
+        b: &dyn Fn(Expr, Expr) -> Expr,
+    ) {
+        let (m, k) = (self.m, self.k);
+        let factors: Vec<Var> = (0..TILE_ROWS.min(m) * TILE_DEPTH.min(k)).map(|_| kb.var(self.ty)).collect();
+        let full_rows = m / TILE_ROWS * TILE_ROWS;
+        kb.for_(m / TILE_ROWS, |kb, ib| {
+            let i0 = imul(ib, TILE_ROWS as i64);
+            self.rows(kb, &factors, i0, TILE_ROWS, y_at, a, b);
+        });
+        if m > full_rows {
+            self.rows(kb, &factors, e::idx(full_rows as i64), m - full_rows, y_at, a, b);
+        }
+    }
+
+    /// Rows `i0 .. i0 + rows` over the whole sum.
+    #[allow(clippy::too_many_arguments)]
+    fn rows(
+        &self,
+        kb: &mut KernelBuilder,
+        factors: &[Var],
+        i0: Expr,
+        rows: usize,
+        y_at: &dyn Fn(Expr, Expr) -> Expr,
+        a: &dyn Fn(Expr, Expr) -> Expr,
+        b: &dyn Fn(Expr, Expr) -> Expr,
+    ) {
+        let k = self.k;
+        let full = k / TILE_DEPTH * TILE_DEPTH;
+        kb.for_(k / TILE_DEPTH, |kb, pb| {
+            let p0 = imul(pb, TILE_DEPTH as i64);
+            self.pass(kb, factors, i0.clone(), rows, p0, TILE_DEPTH, y_at, a, b);
+        });
+        if k > full {
+            self.pass(kb, factors, i0, rows, e::idx(full as i64), k - full, y_at, a, b);
+        }
+    }
+
+    /// Terms `p0 .. p0 + depth` of rows `i0 .. i0 + rows`: the factors of A into
+    /// variables, then one loop over the output rows.
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &self,
+        kb: &mut KernelBuilder,
+        factors: &[Var],
+        i0: Expr,
+        rows: usize,
+        p0: Expr,
+        depth: usize,
+        y_at: &dyn Fn(Expr, Expr) -> Expr,
+        a: &dyn Fn(Expr, Expr) -> Expr,
+        b: &dyn Fn(Expr, Expr) -> Expr,
+    ) {
+        let at = |base: &Expr, d: usize| iadd(base.clone(), e::idx(d as i64));
+        let factor = |r: usize, q: usize| factors[r * TILE_DEPTH.min(self.k) + q];
+        for r in 0..rows {
+            for q in 0..depth {
+                kb.set(factor(r, q), a(at(&i0, r), at(&p0, q)));
+            }
+        }
+        kb.for_(self.n, |kb, j| {
+            for r in 0..rows {
+                let idx = y_at(at(&i0, r), j.clone());
+                let mut v = e::load(self.y, idx.clone());
+                for q in 0..depth {
+                    v = mac(self.ty, v, e::var(factor(r, q)), b(at(&p0, q), j.clone()));
+                }
+                kb.store(self.y, idx, v);
+            }
         });
     }
 }
@@ -242,34 +346,34 @@ fn lower_gemm(g: &Gemm, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
     };
     let a_at = |i: Expr, p: Expr| if g.trans_a { iadd(imul(p, m as i64), i) } else { iadd(imul(i, k as i64), p) };
     let b_at = |p: Expr, j: Expr| if g.trans_b { iadd(imul(j, k as i64), p) } else { iadd(imul(p, n as i64), j) };
-    let in_place = holds_exactly(y.ty.dtype, ty);
+    // `alpha * dot + beta * C[i, j]`.
+    let finish = |dot: Expr, i: Expr, j: Expr| {
+        let mut v = e::mul(dot, alpha.clone());
+        if let Some(c) = c.filter(|_| g.beta != 0.0) {
+            let cv = e::load(c.buf, broadcast(c.shape(), &[i, j]));
+            v = e::add(v, e::mul(cv, beta.clone()));
+        }
+        v
+    };
+    let y_at = |i: Expr, j: Expr| iadd(imul(i, n as i64), j);
     let mut kb = cx.kernel("");
-    kb.for_(m, |kb, i| {
-        let row = imul(i.clone(), n as i64);
-        // `alpha * dot + beta * C[i, j]`.
-        let finish = |dot: Expr, j: Expr| {
-            let mut v = e::mul(dot, alpha.clone());
-            if let Some(c) = c.filter(|_| g.beta != 0.0) {
-                let cv = e::load(c.buf, broadcast(c.shape(), &[i.clone(), j]));
-                v = e::add(v, e::mul(cv, beta.clone()));
-            }
-            v
-        };
-        if in_place {
-            kb.for_(n, |kb, j| kb.store(y.buf, iadd(row.clone(), j), zero(ty)));
-            kb.for_(k, |kb, p| {
-                let av = kb.let_(ty, e::load(a.buf, a_at(i.clone(), p.clone())));
-                kb.for_(n, |kb, j| {
-                    let at = iadd(row.clone(), j.clone());
-                    let v = mac(ty, e::load(y.buf, at.clone()), e::var(av), e::load(b.buf, b_at(p.clone(), j)));
-                    kb.store(y.buf, at, v);
-                });
-            });
+    if holds_exactly(y.ty.dtype, ty) {
+        kb.for_(m * n, |kb, t| kb.store(y.buf, t, zero(ty)));
+        let tile = Tile { ty, m, k, n, y: y.buf };
+        tile.accumulate(
+            &mut kb,
+            &y_at,
+            &|i, p| e::load(a.buf, a_at(i, p)),
+            &|p, j| e::load(b.buf, b_at(p, j)),
+        );
+        kb.for_(m, |kb, i| {
             kb.for_(n, |kb, j| {
-                let at = iadd(row.clone(), j.clone());
-                kb.store(y.buf, at.clone(), finish(e::load(y.buf, at), j));
+                let at = y_at(i.clone(), j.clone());
+                kb.store(y.buf, at.clone(), finish(e::load(y.buf, at), i.clone(), j));
             });
-        } else {
+        });
+    } else {
+        kb.for_(m, |kb, i| {
             kb.for_(n, |kb, j| {
                 let acc = kb.let_(ty, zero(ty));
                 kb.for_(k, |kb, p| {
@@ -281,10 +385,10 @@ fn lower_gemm(g: &Gemm, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
                     );
                     kb.set(acc, v);
                 });
-                kb.store(y.buf, iadd(row.clone(), j.clone()), finish(e::var(acc), j));
+                kb.store(y.buf, y_at(i.clone(), j.clone()), finish(e::var(acc), i.clone(), j));
             });
-        }
-    });
+        });
+    }
     cx.emit(kb.finish());
     Ok(())
 }
@@ -399,6 +503,51 @@ mod tests {
             }
         }
         assert_eq!(y[0], Tensor::from_vec(&[2, 2, 2], want));
+    }
+
+    /// Deterministic, non-integral data so that a change of summation order would show.
+    fn wobble(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|v| ((v as u32).wrapping_mul(2654435761u32).wrapping_add(seed) >> 8) as f32 / 16777216.0 - 0.5).collect()
+    }
+
+    /// The register-blocked tiles (full and leftover rows and terms, batch offsets) give
+    /// bit for bit the plain `(i, p, j)` sum: one fma per term, in increasing `p`.
+    #[test]
+    fn tiled_matmul_keeps_the_summation_order() {
+        for (m, k, n) in [(6, 7, 5), (4, 4, 9), (1, 3, 2), (9, 13, 4)] {
+            let (a, b) = (wobble(2 * m * k, 1), wobble(k * n, 2));
+            let ins = [Tensor::from_vec(&[2, m, k], a.clone()), Tensor::from_vec(&[k, n], b.clone())];
+            let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![2, m, n])], |cx, i, o| {
+                lower(&LinalgOp::MatMul, cx, i, o)
+            });
+            let mut want = Vec::new();
+            for bi in 0..2 {
+                for i in 0..m {
+                    for j in 0..n {
+                        want.push((0..k).fold(0.0f32, |acc, p| a[(bi * m + i) * k + p].mul_add(b[p * n + j], acc)));
+                    }
+                }
+            }
+            assert_eq!(y[0], Tensor::from_vec(&[2, m, n], want), "{m}x{k}x{n}");
+        }
+    }
+
+    /// Gemm's tiles with both operands transposed, then `alpha * dot + beta * C`.
+    #[test]
+    fn tiled_gemm_folds_transposes_and_bias() {
+        let (m, k, n) = (5, 6, 7);
+        let (a, b, c) = (wobble(k * m, 3), wobble(n * k, 4), wobble(n, 5));
+        let ins = [Tensor::from_vec(&[k, m], a.clone()), Tensor::from_vec(&[n, k], b.clone()), Tensor::from_vec(&[n], c.clone())];
+        let g = Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true };
+        let y = run_op(&ins, &[TypeInfo::new(DType::F32, vec![m, n])], |cx, i, o| lower(&LinalgOp::Gemm(g), cx, i, o));
+        let mut want = Vec::new();
+        for i in 0..m {
+            for j in 0..n {
+                let dot = (0..k).fold(0.0f32, |acc, p| a[p * m + i].mul_add(b[j * k + p], acc));
+                want.push(dot * 0.5 + c[j] * 2.0);
+            }
+        }
+        assert_eq!(y[0], Tensor::from_vec(&[m, n], want));
     }
 
     #[test]

@@ -59,9 +59,9 @@ EC_FN int32_t ec_ushr_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 
         name: "ec_i64",
         deps: &[],
         code: "/* i64 (and index) arithmetic wraps (done in uint64_t); x / 0 and x % 0 give 0. */\n\
-EC_FN int64_t ec_add_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }\n\
-EC_FN int64_t ec_sub_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }\n\
-EC_FN int64_t ec_mul_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }\n\
+EC_INL int64_t ec_add_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }\n\
+EC_INL int64_t ec_sub_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }\n\
+EC_INL int64_t ec_mul_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }\n\
 EC_FN int64_t ec_neg_i64(int64_t a) { return (int64_t)(0u - (uint64_t)a); }\n\
 EC_FN int64_t ec_abs_i64(int64_t a) { return a < 0 ? ec_neg_i64(a) : a; }\n\
 EC_FN int64_t ec_div_i64(int64_t a, int64_t b) { return b == 0 ? 0 : b == -1 ? ec_neg_i64(a) : a / b; }\n\

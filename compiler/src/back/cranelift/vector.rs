@@ -7,7 +7,15 @@
 //! store) or 0 (invariant: a scalar load splatted to all lanes). These are exactly the
 //! ops whose lanes compute what the scalar code computes, so the vector loop is
 //! bit-identical to the interpreter. To keep the order of memory accesses irrelevant, a
-//! buffer the body stores to may only be accessed at that one index expression.
+//! buffer the body stores to may only be accessed at that store's index expression, or at
+//! indices whose ranges over the whole loop cannot overlap it (same affine form, constant
+//! offset at least the trip count apart: the rows of a register-blocked GEMM tile).
+//!
+//! Within one vector iteration each distinct load of a buffer the body does not store to
+//! is emitted once (the rows of a GEMM tile share their B vector), and the splats of
+//! loop-invariant variables and literals are computed once before the loop.
+
+use std::collections::BTreeMap;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Value};
@@ -39,6 +47,52 @@ fn coefficient(e: &Expr, var: Var) -> Option<i64> {
     }
 }
 
+/// `e` as `sum(coef * var) + constant` over Index variables, `None` when it is not
+/// affine (or reads memory).
+fn affine(e: &Expr) -> Option<(BTreeMap<Var, i64>, i64)> {
+    let scale = |(m, c): (BTreeMap<Var, i64>, i64), k: i64| -> Option<(BTreeMap<Var, i64>, i64)> {
+        let m = m.into_iter().map(|(v, x)| Some((v, x.checked_mul(k)?))).collect::<Option<_>>()?;
+        Some((m, c.checked_mul(k)?))
+    };
+    let sum = |(mut m, c): (BTreeMap<Var, i64>, i64), (n, d): (BTreeMap<Var, i64>, i64)| -> Option<(BTreeMap<Var, i64>, i64)> {
+        for (v, x) in n {
+            let t = m.entry(v).or_insert(0);
+            *t = t.checked_add(x)?;
+        }
+        m.retain(|_, x| *x != 0);
+        Some((m, c.checked_add(d)?))
+    };
+    match e {
+        Expr::Lit(Lit::Index(k)) => Some((BTreeMap::new(), *k)),
+        Expr::Var(v) => Some((BTreeMap::from([(*v, 1)]), 0)),
+        Expr::Binary(BinOp::Add, a, b) => sum(affine(a)?, affine(b)?),
+        Expr::Binary(BinOp::Sub, a, b) => sum(affine(a)?, scale(affine(b)?, -1)?),
+        Expr::Binary(BinOp::Mul, a, b) => match (&**a, &**b) {
+            (Expr::Lit(Lit::Index(k)), x) | (x, Expr::Lit(Lit::Index(k))) => scale(affine(x)?, *k),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// True when the elements `a` and `b` touch over `0..extent` of a coefficient-1 loop
+/// are disjoint: the same affine form up to a constant at least `extent` apart.
+fn disjoint(a: &Expr, b: &Expr, extent: usize) -> bool {
+    match (affine(a), affine(b)) {
+        (Some((ma, ca)), Some((mb, cb))) => ma == mb && ca.abs_diff(cb) >= extent as u64,
+        _ => false,
+    }
+}
+
+/// Values computed once per vector loop or iteration (see the module doc).
+#[derive(Default)]
+struct Reuse {
+    splats: Vec<(Expr, Value)>,
+    loads: Vec<(BufId, Expr, Value)>,
+    /// Buffers the body stores to: their loads are never reused.
+    stored: Vec<BufId>,
+}
+
 impl KernelCx<'_, '_> {
     /// Whether `for var in 0..extent { body }` can run as f32x4 (see the module doc).
     pub fn vectorizable(&self, var: Var, extent: usize, body: &[Stmt]) -> bool {
@@ -56,16 +110,17 @@ impl KernelCx<'_, '_> {
                 return false;
             }
         }
-        // A stored buffer is accessed only at its store's index.
+        // A stored buffer is accessed only at its store's index or disjoint from it.
         let mut ok = true;
+        let apart = |i: &Expr, j: &Expr| i == j || disjoint(i, j, extent);
         for s in body {
             let Stmt::Store { buf, index, value } = s else { continue };
             for (b, i) in &stored {
-                ok &= b != buf || *i == index;
+                ok &= b != buf || apart(i, index);
             }
             visit_loads(value, &mut |b, i| {
                 for (sb, si) in &stored {
-                    ok &= *sb != b || *si == i;
+                    ok &= *sb != b || apart(si, i);
                 }
             });
         }
@@ -92,6 +147,13 @@ impl KernelCx<'_, '_> {
     /// The vector loop over the first `extent / 4 * 4` iterations, then the scalar tail.
     pub fn vector_loop(&mut self, var: Variable, kvar: Var, extent: usize, body: &[Stmt]) -> Result<(), BackendError> {
         let vector_end = extent / LANES * LANES;
+        let mut reuse = Reuse::default();
+        for s in body {
+            if let Stmt::Store { buf, value, .. } = s {
+                reuse.stored.push(*buf);
+                self.hoist_splats(value, kvar, &mut reuse)?;
+            }
+        }
         let (head, exit) = (self.b.create_block(), self.b.create_block());
         let i = self.b.append_block_param(head, types::I64);
         let zero = self.b.ins().iconst(types::I64, 0);
@@ -100,8 +162,8 @@ impl KernelCx<'_, '_> {
         self.b.def_var(var, i);
         for s in body {
             if let Stmt::Store { buf, index, value } = s {
+                let v = self.vector_expr(value, kvar, &mut reuse)?;
                 let addr = self.address(*buf, index)?;
-                let v = self.vector_expr(value, kvar)?;
                 self.b.ins().store(MemFlagsData::new().with_notrap(), v, addr, 0);
             }
         }
@@ -112,15 +174,53 @@ impl KernelCx<'_, '_> {
         self.scalar_loop(var, vector_end, extent, body)
     }
 
-    fn vector_expr(&mut self, e: &Expr, var: Var) -> Result<Value, BackendError> {
+    /// Splats of the variables and literals in `e` (invariant by `vectorizable`), emitted
+    /// before the loop.
+    fn hoist_splats(&mut self, e: &Expr, var: Var, reuse: &mut Reuse) -> Result<(), BackendError> {
+        match e {
+            Expr::Lit(_) | Expr::Var(_) => {
+                if !reuse.splats.iter().any(|(x, _)| x == e) {
+                    let x = self.expr(e)?;
+                    let v = self.b.ins().splat(types::F32X4, x);
+                    reuse.splats.push((e.clone(), v));
+                }
+                Ok(())
+            }
+            Expr::Load { .. } => Ok(()),
+            Expr::Unary(_, a) => self.hoist_splats(a, var, reuse),
+            Expr::Binary(_, a, b) => {
+                self.hoist_splats(a, var, reuse)?;
+                self.hoist_splats(b, var, reuse)
+            }
+            Expr::Fma(a, b, c) => {
+                self.hoist_splats(a, var, reuse)?;
+                self.hoist_splats(b, var, reuse)?;
+                self.hoist_splats(c, var, reuse)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn vector_expr(&mut self, e: &Expr, var: Var, reuse: &mut Reuse) -> Result<Value, BackendError> {
         let v4 = types::F32X4;
         Ok(match e {
             Expr::Load { buf, index } if coefficient(index, var) == Some(1) => {
+                let reusable = !reuse.stored.contains(buf);
+                if let Some((_, _, v)) = reuse.loads.iter().find(|(b, i, _)| reusable && b == buf && i == &**index) {
+                    return Ok(*v);
+                }
                 let addr = self.address(*buf, index)?;
-                self.b.ins().load(v4, MemFlagsData::new().with_notrap(), addr, 0)
+                let v = self.b.ins().load(v4, MemFlagsData::new().with_notrap(), addr, 0);
+                if reusable {
+                    reuse.loads.push((*buf, (**index).clone(), v));
+                }
+                v
+            }
+            Expr::Lit(_) | Expr::Var(_) if reuse.splats.iter().any(|(x, _)| x == e) => {
+                reuse.splats.iter().find(|(x, _)| x == e).map(|(_, v)| *v).expect("checked")
             }
             Expr::Unary(op, a) => {
-                let a = self.vector_expr(a, var)?;
+                let a = self.vector_expr(a, var, reuse)?;
                 match op {
                     UnOp::Neg => self.b.ins().fneg(a),
                     UnOp::Abs => self.b.ins().fabs(a),
@@ -128,7 +228,7 @@ impl KernelCx<'_, '_> {
                 }
             }
             Expr::Binary(op, a, b) => {
-                let (a, b) = (self.vector_expr(a, var)?, self.vector_expr(b, var)?);
+                let (a, b) = (self.vector_expr(a, var, reuse)?, self.vector_expr(b, var, reuse)?);
                 let ins = self.b.ins();
                 match op {
                     BinOp::Add => ins.fadd(a, b),
@@ -140,7 +240,7 @@ impl KernelCx<'_, '_> {
                 }
             }
             Expr::Fma(a, b, c) => {
-                let (a, b, c) = (self.vector_expr(a, var)?, self.vector_expr(b, var)?, self.vector_expr(c, var)?);
+                let (a, b, c) = (self.vector_expr(a, var, reuse)?, self.vector_expr(b, var, reuse)?, self.vector_expr(c, var, reuse)?);
                 self.b.ins().fma(a, b, c)
             }
             // Invariant: literals, variables and coefficient-0 loads, splatted.
@@ -169,5 +269,32 @@ fn visit_loads<'e>(e: &'e Expr, f: &mut dyn FnMut(BufId, &'e Expr)) {
             visit_loads(b, f);
             visit_loads(c, f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kir::e;
+
+    /// `base + r * n + j`, as the GEMM tile builds its output indices.
+    fn row(base: Var, r: i64, n: i64, j: Var) -> Expr {
+        e::add(e::add(e::mul(e::var(base), e::idx(4 * n)), e::idx(r * n)), e::var(j))
+    }
+
+    #[test]
+    fn rows_of_a_tile_are_disjoint_only_when_a_row_apart() {
+        let (ib, j) = (Var(0), Var(1));
+        // Rows 0 and 1 of a 16-wide output: 16 elements apart, a 16-iteration loop.
+        assert!(disjoint(&row(ib, 0, 16, j), &row(ib, 1, 16, j), 16));
+        // The same rows in a longer loop would overlap.
+        assert!(!disjoint(&row(ib, 0, 16, j), &row(ib, 1, 16, j), 17));
+        // Different variables (or a non-affine index) are never assumed apart.
+        assert!(!disjoint(&row(ib, 0, 16, j), &row(Var(2), 1, 16, j), 4));
+        let loaded = e::add(e::load(BufId(0), e::idx(0)), e::var(j));
+        assert!(!disjoint(&loaded, &row(ib, 1, 16, j), 4));
+        // (ib * 4 + 1) * 16 + j is ib * 64 + 16 + j.
+        let nested = e::add(e::mul(e::add(e::mul(e::var(ib), e::idx(4)), e::idx(1)), e::idx(16)), e::var(j));
+        assert_eq!(affine(&nested), affine(&row(ib, 1, 16, j)));
     }
 }
