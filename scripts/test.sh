@@ -17,3 +17,6 @@ done
 # Instructions per inference of the shared models under QEMU (docs/benchmarks.md); the
 # bench fails when two counted runs differ or an output is wrong.
 target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --target riscv64 --dim past_sequence_length=16
+# A generated ~100M-parameter decoder (external data) compiles for cortex-a53 within 60 s
+# and 1.5x its weight bytes of peak memory (docs/performance.md; ~40 s with generation).
+target/release/edgec-testsuite scale --python .venv/bin/python

@@ -33,12 +33,22 @@ pub struct Args {
     /// others are bound from the test data's shapes.
     #[arg(long = "dim", value_parser = parse_dim)]
     dims: Vec<(String, usize)>,
+    /// Also count the generated medium decoder (scripts/gen_decoder.py, made into
+    /// `--generated` when missing): its decode step and 128-token prefill.
+    #[arg(long)]
+    medium: bool,
+    /// Where the generated models live.
+    #[arg(long, default_value_os_t = crate::generated::default_dir())]
+    generated: PathBuf,
+    /// Python with onnx, numpy and onnxruntime for the generator.
+    #[arg(long, default_value_os_t = crate::generated::default_python())]
+    python: PathBuf,
     /// Counted runs per model; all must give the same count.
     #[arg(long, default_value_t = 2)]
     runs: usize,
 }
 
-fn parse_dim(s: &str) -> Result<(String, usize), String> {
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let (k, v) = s.split_once('=').ok_or("expected SYMBOL=VALUE")?;
     Ok((k.to_string(), v.parse().map_err(|e| format!("{v}: {e}"))?))
 }
@@ -70,7 +80,7 @@ pub fn macs(g: &Graph) -> u64 {
 }
 
 /// The `--dim` bindings that `g` declares (a symbol it lacks would be an error).
-fn bindings_for(g: &Graph, dims: &[(String, usize)]) -> Bindings {
+pub fn bindings_for(g: &Graph, dims: &[(String, usize)]) -> Bindings {
     let declared = |sym: &str| {
         g.inputs.iter().any(|&v| {
             let dims = g.value(v).declared.as_ref().and_then(|d| d.dims.as_ref());
@@ -144,6 +154,7 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("model.onnx").is_file())
+        .chain(if args.medium { crate::generated::medium(&args.generated, &args.python)? } else { Vec::new() })
         .filter(|p| args.filter.as_ref().is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f.as_str()))))
         .collect();
     dirs.sort();

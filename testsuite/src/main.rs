@@ -1,8 +1,11 @@
 //! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
 
 mod bench;
+mod bench_host;
 mod compiled;
+mod generated;
 mod node_tests;
+mod scale;
 mod specialize;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,12 @@ enum Cmd {
     /// Counts guest instructions per inference of the reference models under QEMU
     /// (deterministic; docs/benchmarks.md).
     Bench(bench::Args),
+    /// Host latency of edgec against ONNX Runtime, tract and the core's FMA peak
+    /// (docs/performance.md).
+    BenchHost(bench_host::Args),
+    /// Compiles the generated ~100M-parameter decoder and checks time and peak memory
+    /// (docs/performance.md).
+    Scale(scale::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +41,14 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench(args) => {
             let ok = bench::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::BenchHost(args) => {
+            let ok = bench_host::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::Scale(args) => {
+            let ok = scale::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

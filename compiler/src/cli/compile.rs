@@ -18,15 +18,19 @@ pub struct McuFlags {
 }
 
 pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>) -> Result<i32> {
+    let progress = super::progress::Stages::new(4);
+    progress.stage(0, "loading the model");
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
+    progress.stage(1, "optimising the graph");
     let graph = prepare(model.graph, bindings)?;
+    progress.stage(2, "lowering, generating code, packing weights");
     // C targets make objects with the firmware's compiler from the C backend's source.
     let c_target = opts.target.path == CodePath::C;
     let firmware_obj = c_target && opts.code == CodeKind::Object;
     let c_opts = CompileOptions { code: CodeKind::C, ..opts.clone() };
-    let mut art = emit::compile(&graph, ops_before, if firmware_obj { &c_opts } else { opts })?;
+    let mut art = emit::compile_owned(graph, ops_before, if firmware_obj { &c_opts } else { opts })?;
     if let Some(section) = &mcu.weights_section {
         art.set_weights_section(section);
     }
@@ -61,7 +65,9 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
             art.set_footprint(f);
         }
     }
+    progress.stage(3, "writing");
     let written = emit::write::write_all(out_dir, &art.files())?;
+    drop(progress);
     let r = &art.report;
     for p in &written {
         println!("wrote {}", p.display());

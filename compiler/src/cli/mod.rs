@@ -2,6 +2,7 @@
 
 mod compile;
 mod inspect;
+mod progress;
 mod verify;
 
 use std::path::PathBuf;
