@@ -180,9 +180,9 @@ fn bench_tract(dir: &Path, inputs: &[Tensor], args: &Args) -> anyhow::Result<f64
     Ok(median(times) * 1e6)
 }
 
-/// The core's f32 FMA peak (GFLOP/s) with 128-bit and (when the CPU has it) 256-bit
-/// vectors, from fma_peak.c built for this machine.
-fn measure_peak(work: &Path) -> anyhow::Result<(Option<f64>, Option<f64>)> {
+/// The core's f32 FMA peak (GFLOP/s) with 128-bit and (when the CPU has them) 256-bit
+/// and 512-bit vectors, from fma_peak.c built for this machine.
+fn measure_peak(work: &Path) -> anyhow::Result<(Option<f64>, Option<f64>, Option<f64>)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flag = |f: &str| cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|w| w == f));
     let mut flags = vec!["-O2"];
@@ -190,6 +190,9 @@ fn measure_peak(work: &Path) -> anyhow::Result<(Option<f64>, Option<f64>)> {
         flags.push("-mfma");
         if flag("avx2") {
             flags.push("-mavx2");
+        }
+        if flag("avx512f") {
+            flags.push("-mavx512f");
         }
     }
     std::fs::create_dir_all(work)?;
@@ -203,7 +206,7 @@ fn measure_peak(work: &Path) -> anyhow::Result<(Option<f64>, Option<f64>)> {
     let out = Command::new(&exe).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace().map(|s| s.parse::<f64>().ok());
-    Ok((it.next().flatten(), it.next().flatten()))
+    Ok((it.next().flatten(), it.next().flatten(), it.next().flatten()))
 }
 
 fn fmt_us(r: &Result<f64, String>) -> String {
@@ -237,9 +240,14 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
     let work = tempfile::tempdir()?;
     let script = work.path().join("bench_ort.py");
     std::fs::write(&script, include_str!("../scripts/bench_ort.py"))?;
-    let (peak128, peak256) = measure_peak(&work.path().join("peak"))?;
+    let (peak128, peak256, peak512) = measure_peak(&work.path().join("peak"))?;
     let show = |p: Option<f64>| p.map_or("-".to_string(), |v| format!("{v:.1} GFLOP/s"));
-    println!("host core f32 FMA peak (fma_peak.c, best of 5, thread CPU time): 128-bit {}, 256-bit {}", show(peak128), show(peak256));
+    println!(
+        "host core f32 FMA peak (fma_peak.c, best of 5, thread CPU time): 128-bit {}, 256-bit {}, 512-bit {}",
+        show(peak128),
+        show(peak256),
+        show(peak512)
+    );
     println!(
         "one thread, median of {} runs after {} warm-up runs, thread CPU time; {}",
         args.runs,
