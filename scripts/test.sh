@@ -26,3 +26,6 @@ target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --ta
 # int8 (docs/quantization.md): the onnxruntime QDQ dcgan within one step of ORT on
 # host, cortex-a53 and cortex-m7; digits_vae_decoder PTQ PSNR and weight size on cortex-m7.
 target/release/edgec-testsuite quant-int8
+# A generated ~100M-parameter decoder (external data) compiles for cortex-a53 within 60 s
+# and 1.5x its weight bytes of peak memory (docs/performance.md; ~40 s with generation).
+target/release/edgec-testsuite scale --python .venv/bin/python

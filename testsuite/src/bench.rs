@@ -33,12 +33,22 @@ pub struct Args {
     /// others are bound from the test data's shapes.
     #[arg(long = "dim", value_parser = parse_dim)]
     dims: Vec<(String, usize)>,
+    /// Also count the generated medium decoder (scripts/gen_decoder.py, made into
+    /// `--generated` when missing): its decode step and 128-token prefill.
+    #[arg(long)]
+    medium: bool,
+    /// Where the generated models live.
+    #[arg(long, default_value_os_t = crate::generated::default_dir())]
+    generated: PathBuf,
+    /// Python with onnx, numpy and onnxruntime for the generator.
+    #[arg(long, default_value_os_t = crate::generated::default_python())]
+    python: PathBuf,
     /// Counted runs per model; all must give the same count.
     #[arg(long, default_value_t = 2)]
     runs: usize,
 }
 
-fn parse_dim(s: &str) -> Result<(String, usize), String> {
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let (k, v) = s.split_once('=').ok_or("expected SYMBOL=VALUE")?;
     Ok((k.to_string(), v.parse().map_err(|e| format!("{v}: {e}"))?))
 }
@@ -70,7 +80,7 @@ pub fn macs(g: &Graph) -> u64 {
 }
 
 /// The `--dim` bindings that `g` declares (a symbol it lacks would be an error).
-fn bindings_for(g: &Graph, dims: &[(String, usize)]) -> Bindings {
+pub fn bindings_for(g: &Graph, dims: &[(String, usize)]) -> Bindings {
     let declared = |sym: &str| {
         g.inputs.iter().any(|&v| {
             let dims = g.value(v).declared.as_ref().and_then(|d| d.dims.as_ref());
@@ -144,6 +154,7 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("model.onnx").is_file())
+        .chain(if args.medium { crate::generated::medium(&args.generated, &args.python)? } else { Vec::new() })
         .filter(|p| args.filter.as_ref().is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f.as_str()))))
         .collect();
     dirs.sort();
@@ -165,6 +176,13 @@ pub fn run(args: &Args) -> anyhow::Result<bool> {
         println!("target {t} ({runs_on}), {} counted runs per model", args.runs.max(1));
         println!("{:<20} {:>12} {:>15} {:>15} {:>10}  check", "model", "MACs", "instr/infer", "in model code", "instr/MAC");
         for dir in &dirs {
+            // The generated decoders (15 MB of weights) do not fit the boards' memory;
+            // their firmware does not start, so they are not counted there.
+            if tc.board.is_some() && dir.starts_with(&args.generated) {
+                let name = dir.file_name().unwrap_or_default().to_string_lossy();
+                println!("{name:<20} {:>12} not counted: the generated models do not fit the board's memory", "-");
+                continue;
+            }
             // A directory per target: a batch directory must not hold another
             // backend's `NAME.o` (it would name the wrong code as the model's).
             let row = bench_model(tc, dir, args, &plugin, &work.path().join(t)).with_context(|| format!("{} on {t}", dir.display()))?;

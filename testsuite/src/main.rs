@@ -1,10 +1,13 @@
 //! `edgec-testsuite`: conformance and model tests of edgec against reference outputs.
 
 mod bench;
+mod bench_host;
 mod compiled;
 mod eval_text;
 mod node_tests;
+mod generated;
 mod quant;
+mod scale;
 mod specialize;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +32,12 @@ enum Cmd {
     /// Cross-entropy of chargpt on its validation text, float32 vs --quantize MODE,
     /// compiled for the host (docs/quantization.md); fails above the bounds.
     EvalText(eval_text::Args),
+    /// Host latency of edgec against ONNX Runtime, tract and the core's FMA peak
+    /// (docs/performance.md).
+    BenchHost(bench_host::Args),
+    /// Compiles the generated ~100M-parameter decoder and checks time and peak memory
+    /// (docs/performance.md).
+    Scale(scale::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +57,14 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::EvalText(args) => {
             let ok = eval_text::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::BenchHost(args) => {
+            let ok = bench_host::run(&args)?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Cmd::Scale(args) => {
+            let ok = scale::run(&args)?;
             std::process::exit(if ok { 0 } else { 1 });
         }
     }

@@ -21,9 +21,12 @@ pub struct McuFlags {
 }
 
 pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &CompileOptions, mcu: &McuFlags, html: Option<&Path>, int8: Option<&super::int8::Int8Args>) -> Result<i32> {
+    let progress = super::progress::Stages::new(4);
+    progress.stage(0, "loading the model");
     let model = edgec::front::onnx::load(model_path)?;
     model.check_supported()?;
     let ops_before = model.graph.op_histogram().values().sum();
+    progress.stage(1, "optimising the graph");
     let mut graph = prepare(model.graph, bindings)?;
     if let Some(q) = int8 {
         graph = super::int8::apply(graph, q)?;
@@ -32,11 +35,12 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
         Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data, mcu.calibration.as_deref())?),
         None => None,
     };
+    progress.stage(2, "lowering, generating code, packing weights");
     // C targets make objects with the firmware's compiler from the C backend's source.
     let c_target = opts.target.path == CodePath::C;
     let firmware_obj = c_target && opts.code == CodeKind::Object;
     let c_opts = CompileOptions { code: CodeKind::C, ..opts.clone() };
-    let mut art = emit::compile(&graph, ops_before, if firmware_obj { &c_opts } else { opts })?;
+    let mut art = emit::compile_owned(graph, ops_before, if firmware_obj { &c_opts } else { opts })?;
     if let Some(section) = &mcu.weights_section {
         art.set_weights_section(section);
     }
@@ -74,6 +78,8 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     if let Some(q) = &quant_report {
         art.manifest = emit::manifest::with_field(&art.manifest, "quantization", &q.json);
     }
+    progress.stage(3, "writing");
+    drop(progress);
     let code = print_report(out_dir, &art, opts, html, model_path)?;
     if let Some(q) = &quant_report {
         for line in &q.lines {

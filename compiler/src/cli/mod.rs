@@ -5,6 +5,7 @@ mod int8;
 mod inspect;
 mod profile;
 mod profile_timing;
+mod progress;
 mod quantize_report;
 mod run;
 mod verify;

@@ -232,23 +232,62 @@ fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo>
         .collect()
 }
 
+/// [`compile`] for a graph that is not needed afterwards (the CLI's compile): the graph
+/// is dropped after lowering and each weight is released as soon as it is in the blob,
+/// so a large model's weights are held about once at the peak, not twice (see
+/// docs/performance.md, the scale test).
+pub fn compile_owned(graph: Graph, ops_before: usize, opts: &CompileOptions) -> Result<Artifacts> {
+    let ops = (ops_before, graph.op_histogram().values().sum());
+    let (mut program, layout) = lower(&graph)?;
+    drop(graph);
+    if opts.embed_weights {
+        // The backend embeds the blob in the code: it must exist before the code.
+        return compile_program(&program, &layout, ops, opts);
+    }
+    let model_hash = model_hash(&program, &layout, opts)?;
+    let mut art = compile_code(&program, &layout, ops, opts, model_hash, None)?;
+    art.weights = Some(blob::build_consuming(&mut program, &layout, model_hash).map_err(backend_error)?);
+    Ok(art)
+}
+
+fn model_hash(program: &Program, layout: &Layout, opts: &CompileOptions) -> Result<u64> {
+    let salt = format!("{}\0{}\0{:?}\0{}", opts.name, opts.target.name, opts.code, opts.embed_weights);
+    blob::model_hash(program, layout, &salt).map_err(backend_error)
+}
+
 /// Compiles a KIR program (transcendentals expanded) with its layout; `ops` is the
 /// node count before and after the graph passes, for the report.
 pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), opts: &CompileOptions) -> Result<Artifacts> {
+    let model_hash = model_hash(program, layout, opts)?;
+    let blob = blob::build(program, layout, model_hash).map_err(backend_error)?;
+    let mut art = compile_code(program, layout, ops, opts, model_hash, opts.embed_weights.then_some(blob.as_slice()))?;
+    let asm_weights = opts.embed_weights && opts.code == CodeKind::C && back::c::embeds_by_reference(opts.target);
+    art.weights_asm = asm_weights.then(|| WeightsAsm {
+        section: weights_asm::DEFAULT_SECTION.to_string(),
+        source: weights_asm::source(opts.name, weights_asm::DEFAULT_SECTION, blob.len()),
+        blob: blob.clone(),
+    });
+    art.weights = (!opts.embed_weights).then_some(blob);
+    Ok(art)
+}
+
+/// Everything but the weight blob (`weights` and `weights_asm` are left `None`);
+/// `embedded` is the blob when the code embeds it.
+fn compile_code(
+    program: &Program,
+    layout: &Layout,
+    ops: (usize, usize),
+    opts: &CompileOptions,
+    model_hash: u64,
+    embedded: Option<&[u8]>,
+) -> Result<Artifacts> {
+    let blob_len = blob::size(layout);
     let inputs = interface(program, program.inputs());
     let outputs = interface(program, program.outputs());
-    let salt = format!("{}\0{}\0{:?}\0{}", opts.name, opts.target.name, opts.code, opts.embed_weights);
-    let model_hash = blob::model_hash(program, layout, &salt).map_err(backend_error)?;
-    let blob = blob::build(program, layout, model_hash).map_err(backend_error)?;
     let input = back::Input {
         program,
         layout,
-        options: EmitOptions {
-            name: opts.name,
-            target: opts.target,
-            model_hash,
-            embedded_weights: opts.embed_weights.then_some(blob.as_slice()),
-        },
+        options: EmitOptions { name: opts.name, target: opts.target, model_hash, embedded_weights: embedded },
     };
     let code = match opts.code {
         CodeKind::C => Code::C(back::c::emit_source(&input).map_err(backend_error)?),
@@ -266,15 +305,14 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
             Code::Object(o) => footprint::CodeSize { text: o.len(), data: 0, bss: 0, measured: false },
         };
         let io = io_bytes(&inputs) + io_bytes(&outputs);
-        footprint::Footprint::new(code, blob.len(), layout.arena_size, io, None, budget)
+        footprint::Footprint::new(code, blob_len, layout.arena_size, io, None, budget)
     });
-    let asm_weights = opts.embed_weights && opts.code == CodeKind::C && back::c::embeds_by_reference(opts.target);
     let iface = Interface {
         name: opts.name,
         target: opts.target.name,
         inputs: inputs.clone(),
         outputs: outputs.clone(),
-        weights_size: if opts.embed_weights { 0 } else { blob.len() },
+        weights_size: if opts.embed_weights { 0 } else { blob_len },
         arena_size: layout.arena_size,
         arena_align: ARENA_ALIGN,
         embedded: opts.embed_weights,
@@ -283,7 +321,7 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
         ops_before: ops.0,
         ops_after: ops.1,
         kernels: program.kernels.len(),
-        weights_bytes: blob.len(),
+        weights_bytes: blob_len,
         arena_bytes: layout.arena_size,
         arena_lower_bound: layout.arena_lower_bound,
         code_kind: match opts.code {
@@ -300,12 +338,8 @@ pub fn compile_program(program: &Program, layout: &Layout, ops: (usize, usize), 
         manifest: manifest::manifest(&iface, &report),
         code,
         target: opts.target,
-        weights_asm: asm_weights.then(|| WeightsAsm {
-            section: weights_asm::DEFAULT_SECTION.to_string(),
-            source: weights_asm::source(opts.name, weights_asm::DEFAULT_SECTION, blob.len()),
-            blob: blob.clone(),
-        }),
-        weights: (!opts.embed_weights).then_some(blob),
+        weights_asm: None,
+        weights: None,
         report,
         inputs,
         outputs,
