@@ -12,7 +12,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "examples: FAIL: $*" >&2; exit 1; }
 
-cargo build --release -p edgec -p edgec-example-host -p edgec-example-chargpt -p edgec-example-vocoder
+# The same package set as scripts/test.sh's build: one feature resolution, one build of
+# edgec (a different set would rebuild edgec and its dependencies with other features).
+cargo build --release -p edgec -p edgec-testsuite -p edgec-example-host -p edgec-example-chargpt -p edgec-example-vocoder
 
 echo "== examples/rust-host"
 target/release/edgec-example-host

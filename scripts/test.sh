@@ -12,7 +12,8 @@ cargo build --release -p edgec-runtime --target thumbv7em-none-eabihf
 # Every example built and run, its output checked (ONNX Runtime, reference data, the
 # host's text for the firmware's): docs/integration-*.md.
 scripts/examples.sh
-cargo build --release -p edgec-testsuite
+# Same package set as scripts/examples.sh (already built there: a no-op).
+cargo build --release -p edgec -p edgec-testsuite -p edgec-example-host -p edgec-example-chargpt -p edgec-example-vocoder
 grep -v '^#' testsuite/conformance-floors.txt | while read -r target floor; do
   [ -n "$target" ] || continue
   target/release/edgec-testsuite onnx-node --target "$target" --min-passed "$floor"
