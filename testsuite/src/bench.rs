@@ -146,21 +146,30 @@ fn bench_model(tc: &'static toolchain::Toolchain, dir: &Path, args: &Args, plugi
     Ok(row(counts, verdict))
 }
 
-/// Runs the benchmark; `Ok(false)` when a count was not reproducible or an output wrong.
-pub fn run(args: &Args) -> anyhow::Result<bool> {
-    let models = args.models.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+/// The model folders to run: every `NAME/model.onnx` under `models` (default: the
+/// testsuite's copy of the reference models) in name order, then `generated`, kept when
+/// their folder name contains `filter`. Shared by `bench` and `bench-host`.
+pub fn model_dirs(models: Option<&Path>, generated: Vec<PathBuf>, filter: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
+    let models = models.map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"), Path::to_path_buf);
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&models)
         .with_context(|| format!("reading {}", models.display()))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("model.onnx").is_file())
-        .chain(if args.medium { crate::generated::medium(&args.generated, &args.python)? } else { Vec::new() })
-        .filter(|p| args.filter.as_ref().is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f.as_str()))))
         .collect();
     dirs.sort();
+    dirs.extend(generated);
+    dirs.retain(|p| filter.is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f))));
     if dirs.is_empty() {
         bail!("no NAME/model.onnx under {}", models.display());
     }
+    Ok(dirs)
+}
+
+/// Runs the benchmark; `Ok(false)` when a count was not reproducible or an output wrong.
+pub fn run(args: &Args) -> anyhow::Result<bool> {
+    let generated = if args.medium { crate::generated::medium(&args.generated, &args.python)? } else { Vec::new() };
+    let dirs = model_dirs(args.models.as_deref(), generated, args.filter.as_deref())?;
     let work = tempfile::tempdir()?;
     let plugin = icount::build_plugin(&work.path().join("plugin"))?;
     let mut ok = true;

@@ -20,7 +20,7 @@ use edgec::ir::{DType, Tensor};
 use edgec::pipeline::prepare;
 use edgec::testdata::{compare, data_sets, read_numbered, CONTRACT};
 
-use crate::bench::{bindings_for, macs, parse_dim};
+use crate::bench::{bindings_for, macs, model_dirs, parse_dim};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -222,21 +222,8 @@ fn geomean(v: &[f64]) -> Option<f64> {
 
 /// Runs the benchmark; `Ok(false)` when edgec failed or was wrong on a model.
 pub fn run(args: &Args) -> anyhow::Result<bool> {
-    let models = args.models.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&models)
-        .with_context(|| format!("reading {}", models.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    dirs.sort();
-    if !args.no_generated {
-        dirs.extend(crate::generated::medium(&args.generated, &args.python)?);
-    }
-    dirs.retain(|p| args.filter.as_ref().is_none_or(|f| p.file_name().is_some_and(|n| n.to_string_lossy().contains(f.as_str()))));
-    if dirs.is_empty() {
-        bail!("no models");
-    }
+    let generated = if args.no_generated { Vec::new() } else { crate::generated::medium(&args.generated, &args.python)? };
+    let dirs = model_dirs(args.models.as_deref(), generated, args.filter.as_deref())?;
     let work = tempfile::tempdir()?;
     let script = work.path().join("bench_ort.py");
     std::fs::write(&script, include_str!("../scripts/bench_ort.py"))?;
