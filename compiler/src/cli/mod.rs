@@ -226,8 +226,8 @@ struct CompileArgs {
     /// --quantize int8: nodes (by name) to keep in float.
     #[arg(long = "keep-float", value_name = "NODE", num_args = 1..)]
     keep_float: Vec<String>,
-    /// --quantize: test_data_set_* directories for the accuracy report (default: the
-    /// model's own, else seeded random inputs).
+    /// --quantize: test_data_set_* directories for the accuracy report (default: for int8
+    /// the calibration sets; for int4/int8-weights the model's own, else seeded random inputs).
     #[arg(long = "test-data")]
     test_data: Vec<PathBuf>,
     #[arg(long, value_enum)]
@@ -375,8 +375,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(Quantize::Int4) => Some(edgec::quantize::QuantizeMode::Int4),
                 Some(Quantize::Int8Weights) => Some(edgec::quantize::QuantizeMode::Int8Weights),
             };
-            if quantize.is_none() && !a.test_data.is_empty() {
-                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize int4|int8-weights".into()).into());
+            if a.quantize.is_none() && !a.test_data.is_empty() {
+                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize".into()).into());
             }
             if a.quantize.is_none() && (a.calibration.is_some() || !a.keep_float.is_empty()) {
                 return Err(edgec::Error::Usage("--calibration and --keep-float go with --quantize int8".into()).into());
@@ -388,6 +388,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     CalibrationMethod::Percentile => edgec::passes::quantize_int8::RangeMethod::Percentile(99.99),
                 },
                 keep_float: a.keep_float.clone(),
+                test_data: a.test_data.clone(),
             });
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
