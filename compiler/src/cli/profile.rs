@@ -27,6 +27,8 @@ pub struct ProfileOptions {
     /// Host: time the kernels natively (median over this many runs) instead of counting
     /// instructions under qemu-x86_64.
     pub time_runs: Option<usize>,
+    /// `--quantize int8 --calibration DIR`: profile the int8 build.
+    pub int8: Option<super::int8::Int8Args>,
 }
 
 pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_dir: Option<&Path>, po: &ProfileOptions, bindings: &Bindings) -> Result<i32> {
@@ -51,7 +53,10 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     };
     let inputs = gather_inputs(&names, input_args, dir)?;
     let ops_before = model.graph.op_histogram().values().sum();
-    let graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
+    let mut graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
+    if let Some(q) = &po.int8 {
+        graph = super::int8::apply(graph, q)?;
+    }
     check_inputs(&graph, &inputs, Path::new("--input"))?;
     // Kernel names are node names; the op type comes from the graph.
     let order = graph.topo_order().map_err(|_| anyhow::anyhow!("the graph has a cycle"))?;

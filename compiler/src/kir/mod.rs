@@ -186,6 +186,11 @@ pub enum BinOp {
     Shr,
     /// Logical shift right.
     UShr,
+    /// I32 only: the dot product of two pairs of int16 packed in each operand (bits
+    /// 0..16 and 16..32, sign-extended), `lo(a) * lo(b) + hi(a) * hi(b)`, wrapping. The
+    /// dual 16-bit multiply of Arm's DSP extension (`SMUAD`; `acc + Dot2(a, b)` is one
+    /// `SMLAD`): the int8 kernels' multiply-accumulate, two taps per instruction.
+    Dot2,
     Eq,
     Ne,
     Lt,

@@ -29,6 +29,7 @@ mod linalg;
 mod normalize;
 mod pool;
 mod qint8;
+mod qint8_dot2;
 mod quant;
 mod reduce;
 mod rnn;

@@ -38,6 +38,25 @@ EC_FN uint64_t ec_rd_u64(const unsigned char *p)\n\
 {\n    return (uint64_t)ec_rd_u32(p) | (uint64_t)ec_rd_u32(p + 4) << 32;\n}\n",
     },
     Helper {
+        name: "ec_dot2",
+        deps: &[],
+        code: "/* KIR's Dot2: lo16(a) * lo16(b) + hi16(a) * hi16(b) (+ acc), wrapping: SMUAD/SMLAD with\n\
+ * Arm's DSP extension (Cortex-M4/M7/M33/M55), the same sums in portable C elsewhere. */\n\
+#if defined(__ARM_FEATURE_DSP)\n\
+#include <arm_acle.h>\n\
+EC_FN int32_t ec_smuad(int32_t a, int32_t b) { return __smuad(a, b); }\n\
+EC_FN int32_t ec_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }\n\
+#else\n\
+EC_FN int32_t ec_smuad(int32_t a, int32_t b)\n\
+{\n\
+    int32_t al = (int16_t)(uint16_t)(uint32_t)a, ah = (int16_t)(uint16_t)((uint32_t)a >> 16);\n\
+    int32_t bl = (int16_t)(uint16_t)(uint32_t)b, bh = (int16_t)(uint16_t)((uint32_t)b >> 16);\n\
+    return (int32_t)((uint32_t)(al * bl) + (uint32_t)(ah * bh));\n\
+}\n\
+EC_FN int32_t ec_smlad(int32_t a, int32_t b, int32_t acc) { return (int32_t)((uint32_t)acc + (uint32_t)ec_smuad(a, b)); }\n\
+#endif\n",
+    },
+    Helper {
         name: "ec_i32",
         deps: &[],
         code: "/* i32 arithmetic wraps (done in uint32_t); x / 0 and x % 0 give 0. */\n\

@@ -288,6 +288,17 @@ impl KernelGen<'_> {
                 let (a, t) = self.expr(k, a)?;
                 (self.unary(*op, a, t)?, t)
             }
+            // `acc + Dot2(x, w)`: one SMLAD with Arm's DSP extension.
+            Expr::Binary(BinOp::Add, acc, d) if matches!(&**d, Expr::Binary(BinOp::Dot2, _, _)) => {
+                let Expr::Binary(_, x, w) = &**d else { unreachable!() };
+                let (acc, at) = self.expr(k, acc)?;
+                let (x, xt) = self.expr(k, x)?;
+                let (w, wt) = self.expr(k, w)?;
+                if (at, xt, wt) != (Ty::I32, Ty::I32, Ty::I32) {
+                    return Err(malformed(format!("dot2 of {xt:?} and {wt:?} into {at:?}")));
+                }
+                (self.call("ec_dot2", "ec_smlad", &[&x, &w, &acc]), Ty::I32)
+            }
             Expr::Binary(op, a, b) => {
                 let (a, at) = self.expr(k, a)?;
                 let (b, bt) = self.expr(k, b)?;
@@ -418,6 +429,7 @@ impl KernelGen<'_> {
                     Shl => "shl",
                     Shr => "shr",
                     UShr => "ushr",
+                    Dot2 if t == Ty::I32 => return Ok(self.call("ec_dot2", "ec_smuad", &[a, b])),
                     _ => return Err(malformed(format!("{op:?} on {t:?}"))),
                 };
                 let (group, suffix) = match t {
