@@ -23,23 +23,43 @@ pub struct Int8Args {
 /// calibration sets when no `--test-data` is given (calibration sets can be many).
 const REPORT_SETS: usize = 16;
 
-/// Calibrates and quantises; returns the quantised graph and its report.
+/// Calibrates and quantises, with the accuracy report (`edgec compile`).
 pub fn apply(graph: Graph, a: &Int8Args) -> Result<(Graph, QuantReport)> {
-    let sets = edgec::passes::calibration::read_sets(&a.calibration)?;
-    let opts = Int8Options { method: a.method, keep_float: a.keep_float.clone() };
     let float = graph.clone();
-    let (g, r) = quantize(graph, &sets, &opts)?;
-    let method = match a.method {
-        RangeMethod::MinMax => "min/max".to_string(),
-        RangeMethod::Percentile(p) => format!("percentile {p}"),
-    };
+    let q = calibrate(graph, a)?;
     let (report_sets, source) = if a.test_data.is_empty() {
-        let n = sets.len().min(REPORT_SETS);
-        (sets[..n].to_vec(), format!("{n} of the {} calibration sets in {}", sets.len(), a.calibration.display()))
+        let n = q.sets.len().min(REPORT_SETS);
+        (q.sets[..n].to_vec(), format!("{n} of the {} calibration sets in {}", q.sets.len(), a.calibration.display()))
     } else {
         let inputs = edgec::accuracy::inputs(&float, &a.test_data, None, 0)?;
         (inputs.sets, inputs.source)
     };
-    let report = quantize_report::int8(&float, &g, &r, &method, sets.len(), &report_sets, &source)?;
-    Ok((g, report))
+    let report = quantize_report::int8(&float, &q.graph, &q.report, &q.method, q.sets.len(), &report_sets, &source)?;
+    Ok((q.graph, report))
+}
+
+/// Calibrates and quantises without the accuracy report (`edgec profile`: only the
+/// code matters); prints the one-line summary.
+pub fn apply_quiet(graph: Graph, a: &Int8Args) -> Result<Graph> {
+    let q = calibrate(graph, a)?;
+    println!("int8: {} integer kernels, {} BatchNormalization folded, calibrated on {} input sets ({})", q.report.int8_kernels, q.report.folded_batchnorms, q.sets.len(), q.method);
+    Ok(q.graph)
+}
+
+struct Calibrated {
+    graph: Graph,
+    report: edgec::passes::quantize_int8::Int8Report,
+    sets: Vec<Vec<edgec::ir::Tensor>>,
+    method: String,
+}
+
+fn calibrate(graph: Graph, a: &Int8Args) -> Result<Calibrated> {
+    let sets = edgec::passes::calibration::read_sets(&a.calibration)?;
+    let opts = Int8Options { method: a.method, keep_float: a.keep_float.clone() };
+    let (graph, report) = quantize(graph, &sets, &opts)?;
+    let method = match a.method {
+        RangeMethod::MinMax => "min/max".to_string(),
+        RangeMethod::Percentile(p) => format!("percentile {p}"),
+    };
+    Ok(Calibrated { graph, report, sets, method })
 }

@@ -373,6 +373,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     calibration: calibration.clone(),
                     method: range_method(&a.calibration_method),
                     keep_float: Vec::new(),
+                    test_data: Vec::new(),
                 }),
                 (Some(Quantize::Int8), None) => return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into()),
                 (None, Some(_)) => return Err(edgec::Error::Usage("--calibration goes with --quantize int8".into()).into()),

@@ -55,7 +55,7 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     let ops_before = model.graph.op_histogram().values().sum();
     let mut graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
     if let Some(q) = &po.int8 {
-        graph = super::int8::apply(graph, q)?;
+        graph = super::int8::apply_quiet(graph, q)?;
     }
     check_inputs(&graph, &inputs, Path::new("--input"))?;
     // Kernel names are node names; the op type comes from the graph.

@@ -199,9 +199,9 @@ impl KernelCx<'_, '_> {
                 // Scalar: the two sign-extended int16 halves of each operand (KIR makes
                 // Dot2 I32-only; the validator and the interpreter reject other types).
                 let halves = |fb: &mut Self, v: Value| {
-                    let lo = fb.b.ins().ishl_imm(v, 16);
-                    let lo = fb.b.ins().sshr_imm(lo, 16);
-                    let hi = fb.b.ins().sshr_imm(v, 16);
+                    let lo = fb.b.ins().ishl_imm_u(v, 16);
+                    let lo = fb.b.ins().sshr_imm_u(lo, 16);
+                    let hi = fb.b.ins().sshr_imm_u(v, 16);
                     (lo, hi)
                 };
                 let ((al, ah), (bl, bh)) = (halves(self, a), halves(self, b));
