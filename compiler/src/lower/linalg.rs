@@ -709,9 +709,9 @@ mod tests {
                 }
                 let (at, bt, c) = (wobble(k * m, 8), wobble(n * k, 9), wobble(n, 10));
                 let ins = [Tensor::from_vec(&[k, m], at), Tensor::from_vec(&[n, k], bt), Tensor::from_vec(&[n], c)];
-                let g = Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true };
+                let gemm = || LinalgOp::Gemm(Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true });
                 let run = |tiles| {
-                    run_op_with(tiles, &ins, &[false, b_const, true], &out, |cx, i, o| lower(&LinalgOp::Gemm(g), cx, i, o))
+                    run_op_with(tiles, &ins, &[false, b_const, true], &out, |cx, i, o| lower(&gemm(), cx, i, o))
                 };
                 for depth in [1, 4] {
                     assert_eq!(run(GemmTiles::Panels { depth }), run(GemmTiles::RowPasses), "Gemm {m}x{k}x{n} const B {b_const}");
