@@ -65,7 +65,7 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     let target_desc = edgec::targets::find(tc.target).ok_or_else(|| anyhow::anyhow!("no target {}", tc.target))?;
     let opts = CompileOptions { name: "model", target: target_desc, code: tc.code, embed_weights: false };
     // Lowered once: the program gives the kernels' names, and is what gets compiled.
-    let (program, layout) = edgec::emit::lower(&graph)?;
+    let (program, layout) = edgec::emit::lower_for(&graph, &opts)?;
     let ops_after = graph.op_histogram().values().sum();
     let artifacts = edgec::emit::compile_program(&program, &layout, (ops_before, ops_after), &opts)?;
     let work = tempfile::tempdir()?;
