@@ -437,22 +437,38 @@ impl GatherCx<'_> {
         // (its X word's high half is zero, so the weight's sign-extension bits meet 0).
         let pair = |kb: &mut KernelBuilder, icp: Expr, full: bool| {
             let ch = iadd(imul(iadd(imul(self.b.clone(), plan.group as i64), self.gi.clone()), self.cp as i64), icp.clone());
-            let x0 = imul(ch, self.plane as i64);
+            // One base index per operand and iteration, the taps at constant offsets from
+            // it: C compilers then address with immediates instead of keeping one pointer
+            // per tap live (which spills on Cortex-M's 13 registers).
+            let base: Vec<Expr> = (0..=last)
+                .map(|ax| {
+                    let ph = self.combo[ax];
+                    let u = if ax == last { u0.clone() } else { uo[ax].clone() };
+                    iadd(imul(u, ph.xstride as i64), e::idx(plan.head[ax] as i64))
+                })
+                .collect();
+            let xb = kb.let_(Ty::Index, iadd(imul(ch, self.plane as i64), linear(&plan.padded, &base)));
+            let mut pstride = vec![1i64; last + 1];
+            for ax in (0..last).rev() {
+                pstride[ax] = pstride[ax + 1] * plan.padded[ax + 1] as i64;
+            }
+            let wb: Vec<(Var, i64)> = (0..rows)
+                .map(|r| {
+                    let (at, step) = self.w_index(self.oc(om0, r), imul(icp.clone(), 2), 0);
+                    (kb.let_(Ty::Index, at), step)
+                })
+                .collect();
             for (kflat, offs) in self.taps {
                 let xs: Vec<Var> = (0..pn)
                     .map(|p| {
-                        let pos: Vec<Expr> = (0..=last)
-                            .map(|ax| {
-                                let ph = self.combo[ax];
-                                let u = if ax == last { iadd(u0.clone(), e::idx(p as i64)) } else { uo[ax].clone() };
-                                iadd(imul(u, ph.xstride as i64), e::idx(offs[ax] + plan.head[ax] as i64))
-                            })
-                            .collect();
-                        kb.let_(Ty::I32, e::load(self.xp, iadd(x0.clone(), linear(&plan.padded, &pos))))
+                        let off: i64 = (0..=last).map(|ax| offs[ax] * pstride[ax]).sum::<i64>()
+                            + (p * self.combo[last].xstride) as i64;
+                        kb.let_(Ty::I32, e::load(self.xp, iadd(e::var(xb), e::idx(off))))
                     })
                     .collect();
                 for r in 0..rows {
-                    let (lo, step) = self.w_index(self.oc(om0, r), imul(icp.clone(), 2), *kflat);
+                    let (wbase, step) = wb[r];
+                    let lo = iadd(e::var(wbase), e::idx(*kflat as i64));
                     let wlo = e::load(self.w, lo.clone());
                     let word = match full {
                         true => e::bin(

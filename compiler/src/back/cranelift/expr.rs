@@ -199,9 +199,10 @@ impl KernelCx<'_, '_> {
                 // Scalar: the two sign-extended int16 halves of each operand (KIR makes
                 // Dot2 I32-only; the validator and the interpreter reject other types).
                 let halves = |fb: &mut Self, v: Value| {
-                    let lo = fb.b.ins().ishl_imm_u(v, 16);
-                    let lo = fb.b.ins().sshr_imm_u(lo, 16);
-                    let hi = fb.b.ins().sshr_imm_u(v, 16);
+                    let sixteen = fb.b.ins().iconst(types::I32, 16);
+                    let lo = fb.b.ins().ishl(v, sixteen);
+                    let lo = fb.b.ins().sshr(lo, sixteen);
+                    let hi = fb.b.ins().sshr(v, sixteen);
                     (lo, hi)
                 };
                 let ((al, ah), (bl, bh)) = (halves(self, a), halves(self, b));
