@@ -2,7 +2,7 @@
 //! outputs (KIR interpreter) match the unfused graph's; where it must not, the graph is
 //! left as it was.
 
-use super::run as fuse;
+use super::run_all as fuse;
 use crate::ir::{DType, Graph, Node, Tensor, TypeInfo, ValueId};
 use crate::kir::interp;
 use crate::ops::elementwise::{Binary, ElementwiseOp};
@@ -138,8 +138,13 @@ const D: usize = 4;
 
 /// MatMul(Q, Kᵀ) · 1/√d (+ `mask`) → Softmax → MatMul(·, V), Kᵀ given as its own input.
 fn plain(mask: Option<&[usize]>) -> (Graph, Vec<Tensor>) {
+    plain_rows(mask, Q)
+}
+
+/// [`plain`] with `rows` query rows.
+fn plain_rows(mask: Option<&[usize]>, rows: usize) -> (Graph, Vec<Tensor>) {
     let mut b = B::new();
-    let q = b.input("q", &[B_, H, Q, D]);
+    let q = b.input("q", &[B_, H, rows, D]);
     let kt = b.input("kt", &[B_, H, D, K]);
     let v = b.input("v", &[B_, H, K, D]);
     let s = b.matmul(q, kt);
@@ -152,6 +157,20 @@ fn plain(mask: Option<&[usize]>) -> (Graph, Vec<Tensor>) {
     let p = b.softmax(s, -1);
     let y = b.matmul(p, v);
     b.finish(y)
+}
+
+#[test]
+fn the_pipeline_fuses_single_row_chains_only() {
+    // Multi-row (prefill) chains stay MatMuls: the GEMM kernels beat the fused kernel's
+    // scalar dot products there (super::MAX_FUSED_QUERY_ROWS).
+    let (g, _) = plain(None);
+    let mut f = g.clone();
+    super::run(&mut f).unwrap();
+    assert_eq!(count(&f, "Attention"), 0);
+    let (g, _) = plain_rows(None, 1);
+    let mut f = g.clone();
+    super::run(&mut f).unwrap();
+    assert_eq!(count(&f, "Attention"), 1);
 }
 
 #[test]
