@@ -73,6 +73,10 @@ pub fn macs(g: &Graph) -> u64 {
             "Conv" => input(1).map_or(0, |w| prod(&y) * prod(w.get(1..).unwrap_or(&[]))),
             // W[C, M/group, k...]: each input element scatters M/group * prod(k) products.
             "ConvTranspose" => input(1).map_or(0, |w| prod(&a) * prod(w.get(1..).unwrap_or(&[]))),
+            // Q·Kᵀ and P·V (what `passes::fuse_attention` folds a chain's two MatMuls
+            // into): every Q and every Y element sums over the k keys, V's second-to-last
+            // axis in its 3D and 4D forms (a past cache input adds keys not counted here).
+            "Attention" => input(2).map_or(0, |v| (prod(&a) + prod(&y)) * v.len().checked_sub(2).map_or(0, |i| v[i]) as u64),
             _ => 0,
         };
     }
