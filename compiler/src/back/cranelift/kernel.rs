@@ -38,6 +38,8 @@ pub struct KernelCx<'a, 'f> {
     vars: Vec<(Variable, Type)>,
     /// Base address of each buffer the kernel touches, indexed by `BufId`.
     bases: Vec<Option<Value>>,
+    /// Occurrences of each KIR variable in the whole kernel (see `vector::count_uses`).
+    pub uses: Vec<u32>,
 }
 
 pub fn define(module: &mut ObjectModule, id: FuncId, sig: &Signature, input: &Input, k: &Kernel, caps: Caps) -> Result<(), BackendError> {
@@ -64,7 +66,9 @@ pub fn define(module: &mut ObjectModule, id: FuncId, sig: &Signature, input: &In
         vars.push((v, clif(ty)));
     }
 
-    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases };
+    let mut uses = vec![0; k.vars.len()];
+    super::vector::count_uses(&k.body, &mut uses);
+    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases, uses };
     cx.stmts(&k.body)?;
     let ok = cx.b.ins().iconst(types::I32, 0);
     cx.b.ins().return_(&[ok]);
@@ -158,8 +162,8 @@ impl KernelCx<'_, '_> {
                 if ty != types::I64 {
                     return Err(failed(format!("loop variable v{} of type {ty}", var.0)));
                 }
-                if self.vectorizable(*var, *extent, body) {
-                    self.vector_loop(v, *var, *extent, body)
+                if let Some(plan) = self.vector_plan(*var, *extent, body) {
+                    self.vector_loop(v, *var, *extent, body, &plan)
                 } else {
                     self.scalar_loop(v, 0, *extent, body)
                 }
@@ -227,6 +231,13 @@ impl KernelCx<'_, '_> {
     /// The Cranelift type of a KIR variable.
     pub fn var_type(&self, v: crate::kir::Var) -> Option<Type> {
         self.vars.get(v.0 as usize).map(|&(_, t)| t)
+    }
+
+    /// A variable of the backend's own, beyond the kernel's (a serial statement's lane).
+    pub fn fresh_var(&mut self, ty: Type) -> crate::kir::Var {
+        let v = self.b.declare_var(ty);
+        self.vars.push((v, ty));
+        crate::kir::Var(self.vars.len() as u32 - 1)
     }
 
     fn typed_var(&self, v: crate::kir::Var) -> Result<(Variable, Type), BackendError> {
