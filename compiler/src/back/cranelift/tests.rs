@@ -8,7 +8,7 @@ use super::{emit_with, isa, Caps};
 use crate::back::{EmitOptions, Input};
 use crate::ir::{DType, Tensor};
 use crate::kir::build::KernelBuilder;
-use crate::kir::{e, interp, BufKind, Program, UnOp};
+use crate::kir::{e, interp, BufKind, Expr, Program, UnOp};
 use crate::plan::layout::layout;
 
 fn program(dtype: DType, n: usize) -> Program {
