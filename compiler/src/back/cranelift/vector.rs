@@ -1,15 +1,25 @@
-//! Vectorising innermost loops with `f32x4` (x86_64 and aarch64), plus a scalar tail.
+//! Vectorising innermost loops four iterations at a time (`f32x4`, `i32x4` and `i32x4`
+//! lane masks; x86_64 and aarch64), plus a scalar tail.
 //!
-//! A loop qualifies when its body is only `Store`s of F32 values to F32 buffers whose
-//! values are built from F32 loads, F32 literals and loop-invariant F32 variables with
-//! `+ - * /`, Min, Max, Neg, Abs, Sqrt and (where the ISA has it) Fma, and every index
-//! is affine in the loop variable with coefficient 1 (contiguous: one vector load or
-//! store) or 0 (invariant: a scalar load splatted to all lanes). These are exactly the
-//! ops whose lanes compute what the scalar code computes, so the vector loop is
-//! bit-identical to the interpreter. To keep the order of memory accesses irrelevant, a
-//! buffer the body stores to may only be accessed at that store's index expression, or at
-//! indices whose ranges over the whole loop cannot overlap it (same affine form, constant
-//! offset at least the trip count apart: the rows of a register-blocked GEMM tile).
+//! A loop qualifies when its body is straight-line `Set`s and `Store`s whose every
+//! operation has a lane-wise form computing exactly what the scalar code computes (see
+//! [`KernelCx::lane`]: float arithmetic, comparisons as masks, selects, I32 bit work with
+//! literal shifts, F32↔I32 casts and bitcasts), so the vector loop is bit-identical to
+//! the interpreter. That covers `kir::math`'s expansions of exp, erf, tanh ... whole.
+//! Stores write F32 buffers contiguously (index coefficient 1 in the loop variable);
+//! loads read F32 buffers contiguously or at an invariant index (splatted).
+//!
+//! Variables the body sets are either *locals* (used nowhere outside the body, set before
+//! read: one vector per `Set`) or *serial* (accumulators: set once, read by no other
+//! statement). A serial `Set` computes its value's accumulator-free subexpressions as
+//! vectors and then runs the scalar statement for lanes 0..4 in order, so a running sum
+//! adds in the scalar loop's order and is not reassociated.
+//!
+//! To keep the order of memory accesses irrelevant, a buffer the body stores to may only
+//! be accessed at that store's index expression, or at indices whose ranges over the
+//! whole loop cannot overlap it (same affine form, constant offset at least the trip
+//! count apart: the rows of a register-blocked GEMM tile). A load under a select arm must
+//! also be one the body performs unconditionally (vector code evaluates both arms).
 //!
 //! Within one vector iteration each distinct load of a buffer the body does not store to
 //! is emitted once (the rows of a GEMM tile share their B vector), and the splats of
