@@ -1,5 +1,5 @@
 //! The front half of the compiler as one call: bind shapes, infer and fold, simplify,
-//! remove dead code, validate.
+//! fuse attention chains, remove dead code, validate.
 
 use crate::error::Result;
 use crate::ir::validate::Stage;
@@ -15,6 +15,7 @@ pub fn prepare(mut g: Graph, bindings: &ShapeBindings) -> Result<Graph> {
     passes::run("qdq_fold", &mut g, Stage::Loaded, passes::qdq_fold::run)?;
     passes::run("propagate", &mut g, Stage::Typed, passes::propagate::propagate)?;
     passes::run("simplify", &mut g, Stage::Typed, passes::simplify::simplify)?;
+    passes::run("fuse_attention", &mut g, Stage::Typed, passes::fuse_attention::run)?;
     passes::run("dce", &mut g, Stage::Typed, passes::dce::dce)?;
     Ok(g)
 }

@@ -42,30 +42,15 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::OnnxNode(args) => {
-            let ok = node_tests::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-        Cmd::Bench(args) => {
-            let ok = bench::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-        Cmd::QuantInt8(args) => {
-            let ok = quant::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-        Cmd::EvalText(args) => {
-            let ok = eval_text::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-        Cmd::BenchHost(args) => {
-            let ok = bench_host::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-        Cmd::Scale(args) => {
-            let ok = scale::run(&args)?;
-            std::process::exit(if ok { 0 } else { 1 });
-        }
-    }
+    // Each command returns whether its checks passed: exit 1 when one failed (an error
+    // that stopped it is anyhow's exit 1 too, with the message).
+    let ok = match cli.cmd {
+        Cmd::OnnxNode(args) => node_tests::run(&args)?,
+        Cmd::Bench(args) => bench::run(&args)?,
+        Cmd::QuantInt8(args) => quant::run(&args)?,
+        Cmd::EvalText(args) => eval_text::run(&args)?,
+        Cmd::BenchHost(args) => bench_host::run(&args)?,
+        Cmd::Scale(args) => scale::run(&args)?,
+    };
+    std::process::exit(if ok { 0 } else { 1 });
 }

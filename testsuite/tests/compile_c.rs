@@ -116,6 +116,57 @@ fn int_program() -> Program {
     elementwise(&[(DType::I32, vec![N]), (DType::I32, vec![N]), (DType::U8, vec![N]), (DType::U64, vec![N])], outs)
 }
 
+fn ia(l: &[Expr]) -> Expr {
+    cast(Ty::Index, bin(BinOp::Rem, l[0].clone(), i32(1000)))
+}
+fn ic(l: &[Expr]) -> Expr {
+    cast(Ty::Index, bin(BinOp::Rem, l[1].clone(), i32(50)))
+}
+
+/// Index arithmetic on values whose results fit in 32 bits, so a 32-bit Index (the
+/// boards) must give the interpreter's 64-bit results exactly: every operation, Index
+/// mixed with I64 (done in 64 bits), the i64::MIN/MAX sentinels, and the casts in and
+/// out of Index (sign extension).
+fn index_program() -> Program {
+    use BinOp::*;
+    let mut outs: Vec<(DType, OutFn)> = Vec::new();
+    for op in [Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor] {
+        outs.push((DType::I64, Box::new(move |l| cast(Ty::I64, bin(op, ia(l), ic(l))))));
+    }
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, bin(Shl, ia(l), bin(And, ic(l), idx(15)))))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, bin(Shr, ia(l), bin(And, ic(l), idx(31)))))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, bin(Shr, ia(l), idx(40))))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, bin(UShr, un(UnOp::Abs, ia(l)), bin(And, ic(l), idx(31)))))));
+    for op in [UnOp::Neg, UnOp::Abs, UnOp::Not] {
+        outs.push((DType::I64, Box::new(move |l| cast(Ty::I64, un(op, ia(l))))));
+    }
+    // Index mixed with I64 values and sentinels beyond int32.
+    outs.push((DType::I64, Box::new(|l| add(ia(l), cast(Ty::I64, l[1].clone())))));
+    outs.push((DType::I64, Box::new(|l| mul(ia(l), i64(3_000_000_007)))));
+    outs.push((DType::I64, Box::new(|l| bin(Min, ia(l), idx(i64::MAX)))));
+    outs.push((DType::I64, Box::new(|l| bin(Max, ia(l), idx(i64::MIN)))));
+    outs.push((DType::I64, Box::new(|l| select(bin(Lt, ia(l), idx(0)), idx(i64::MIN), ia(l)))));
+    outs.push((DType::I64, Box::new(|l| sub(idx(1 << 40), ia(l)))));
+    outs.push((DType::Bool, Box::new(|l| bin(Lt, ia(l), i64(5)))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::I64, cast(Ty::Index, mul(cast(Ty::I64, l[0].clone()), i64(0)))))));
+    outs.push((DType::I64, Box::new(|l| cast(Ty::Index, mul(cast(Ty::I64, bin(Rem, l[0].clone(), i32(1000))), i64(-7))))));
+    // In and out of floats and I32; loads at Index and I64 subscripts.
+    outs.push((DType::F32, Box::new(|l| cast(Ty::F32, ia(l)))));
+    outs.push((DType::I32, Box::new(|l| cast(Ty::I32, cast(Ty::Index, mul(cast(Ty::F32, ia(l)), f32(2.5)))))));
+    outs.push((DType::I32, Box::new(|l| cast(Ty::I32, mul(ia(l), ic(l))))));
+    outs.push((DType::I32, Box::new(|l| load_rev(l, false))));
+    outs.push((DType::I32, Box::new(|l| load_rev(l, true))));
+    elementwise(&[(DType::I32, vec![N]), (DType::I32, vec![N]), (DType::U8, vec![N]), (DType::U64, vec![N])], outs)
+}
+
+/// `in0[N - 1 - i]`, the subscript Index or (mixed with an I64) I64; `l[0]` is
+/// `in0[i]` (`elementwise` builds it), so the buffer and loop variable come from it.
+fn load_rev(l: &[Expr], wide: bool) -> Expr {
+    let Expr::Load { buf, index } = &l[0] else { unreachable!("elementwise loads its inputs") };
+    let last = if wide { i64(N as i64 - 1) } else { idx(N as i64 - 1) };
+    load(*buf, sub(last, (**index).clone()))
+}
+
 /// `out[i] = w[idx[i]]`, failing with code 6 when an index is out of range.
 fn gather_program() -> Program {
     let mut p = Program::default();
@@ -151,8 +202,13 @@ fn idx_lit(v: i64) -> Expr {
 }
 
 fn compile(p: &Program, name: &str, embed: bool) -> Artifacts {
+    compile_for(p, name, embed, "host")
+}
+
+/// The C for `target` (a 32-bit one has a 32-bit Index).
+fn compile_for(p: &Program, name: &str, embed: bool, target: &str) -> Artifacts {
     let l = layout(p);
-    let target = edgec::targets::find("host").unwrap();
+    let target = edgec::targets::find(target).unwrap();
     let opts = CompileOptions { name, target, code: CodeKind::C, embed_weights: embed };
     compile_program(p, &l, (1, 1), &opts).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -230,9 +286,24 @@ fn c_backend_matches_the_interpreter_on_riscv32() {
     matches_interpreter("riscv32");
 }
 
+/// The boards' C (32-bit Index) built and run on the host.
+#[test]
+fn c_backend_with_32_bit_index_matches_the_interpreter() {
+    matches_interpreter_for("c-host", "cortex-m7");
+}
+
+/// The C for the toolchain's own target (a 32-bit Index on the boards).
 fn matches_interpreter(toolchain: &str) {
-    let cases = [("floats", float_program(), inputs_float()), ("ints", int_program(), inputs_int())];
-    let jobs: Vec<Job> = cases.iter().map(|(n, p, i)| Job { artifacts: compile(p, n, false), sets: vec![i.clone()] }).collect();
+    matches_interpreter_for(toolchain, toolchain::find(toolchain).unwrap().target);
+}
+
+fn matches_interpreter_for(toolchain: &str, target: &str) {
+    let cases = [
+        ("floats", float_program(), inputs_float()),
+        ("ints", int_program(), inputs_int()),
+        ("indices", index_program(), inputs_int()),
+    ];
+    let jobs: Vec<Job> = cases.iter().map(|(n, p, i)| Job { artifacts: compile_for(p, n, false, target), sets: vec![i.clone()] }).collect();
     let results = run_on(toolchain, jobs);
     for ((name, p, inputs), mut r) in cases.iter().zip(results) {
         let want = interp::run(p, inputs).unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -267,6 +338,58 @@ fn fail_codes_and_embedded_weights(toolchain: &str) {
     let [SetResult::Outputs(a), SetResult::Code(6), SetResult::Outputs(c)] = &r[..] else { panic!("{toolchain}: {r:?}") };
     assert_same("gather", &a[0], &want[0]);
     assert_same("gather (embedded weights)", &c[0], &want[0]);
+}
+
+/// I64 indices beyond int32 that truncation would alias to valid ones (2^32 + 1 → 1,
+/// 2 - 2^32 → 2, 2^63 - 1 → -1 + 5) fail the bounds check with a 32-bit Index too.
+fn wide_indices_fail(toolchain: &str, target: &str) {
+    let p = gather_program();
+    let good = vec![Tensor::from_vec(&[4], vec![4i64, 0, 2, 1])];
+    let bads = [[0i64, (1 << 32) + 1, 2, 1], [2 - (1 << 32), 0, 0, 0], [0, 0, 0, i64::MAX], [i64::MIN, 0, 0, 0]];
+    let mut sets = vec![good.clone()];
+    for b in bads {
+        let b = vec![Tensor::from_vec(&[4], b.to_vec())];
+        assert_eq!(interp::run(&p, &b), Err(interp::Stop::Fail(6)));
+        sets.push(b);
+    }
+    let r: Vec<SetResult> = run_on(toolchain, vec![Job { artifacts: compile_for(&p, "gather", false, target), sets }]).into_iter().flatten().collect();
+    let [SetResult::Outputs(a), rest @ ..] = &r[..] else { panic!("{toolchain}: {r:?}") };
+    assert_same("gather", &a[0], &interp::run(&p, &good).unwrap()[0]);
+    assert!(rest.len() == bads.len() && rest.iter().all(|x| matches!(x, SetResult::Code(6))), "{toolchain}: {r:?}");
+}
+
+#[test]
+fn wide_indices_fail_with_a_32_bit_index() {
+    wide_indices_fail("c-host", "cortex-m7");
+}
+
+#[test]
+fn wide_indices_fail_on_a_board() {
+    wide_indices_fail("cortex-m7", "cortex-m7");
+}
+
+/// A buffer a 32-bit index cannot address is a compile error on the boards (and fine on
+/// a 64-bit target).
+#[test]
+fn buffers_beyond_32_bit_indices_are_a_clear_error() {
+    let mut p = Program::default();
+    let x = p.add_buffer("x", DType::F32, vec![1], BufKind::Input(0));
+    let big = p.add_buffer("big", DType::F32, vec![1 << 29], BufKind::Temp);
+    let o = p.add_buffer("out", DType::F32, vec![1], BufKind::Output(0));
+    let i = Var(0);
+    p.kernels.push(Kernel {
+        name: "k".into(),
+        vars: vec![Ty::Index],
+        body: vec![
+            Stmt::Loop { var: i, extent: 1 << 29, body: vec![Stmt::Store { buf: big, index: var(i), value: load(x, idx(0)) }] },
+            Stmt::Store { buf: o, index: idx(0), value: load(big, idx(7)) },
+        ],
+    });
+    let l = layout(&p);
+    let opts = |t: &str| CompileOptions { name: "big", target: edgec::targets::find(t).unwrap(), code: CodeKind::C, embed_weights: false };
+    let err = compile_program(&p, &l, (1, 1), &opts("cortex-m7")).err().expect("2 GiB buffer on a 32-bit target");
+    assert!(err.to_string().contains("too large for the 32-bit indices"), "{err}");
+    assert!(compile_program(&p, &l, (1, 1), &opts("host")).is_ok());
 }
 
 #[test]

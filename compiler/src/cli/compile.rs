@@ -28,12 +28,14 @@ pub fn compile(model_path: &Path, out_dir: &Path, bindings: &Bindings, opts: &Co
     let ops_before = model.graph.op_histogram().values().sum();
     progress.stage(1, "optimising the graph");
     let mut graph = prepare(model.graph, bindings)?;
-    if let Some(q) = int8 {
-        graph = super::int8::apply(graph, q)?;
-    }
-    let quant_report = match mcu.quantize {
-        Some(mode) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data, mcu.calibration.as_deref())?),
-        None => None,
+    let quant_report = match (int8, mcu.quantize) {
+        (Some(q), _) => {
+            let (g, report) = super::int8::apply(graph, q)?;
+            graph = g;
+            Some(report)
+        }
+        (None, Some(mode)) => Some(super::quantize_report::quantize(&mut graph, mode, model_path, &mcu.test_data, mcu.calibration.as_deref())?),
+        (None, None) => None,
     };
     progress.stage(2, "lowering, generating code, packing weights");
     // C targets make objects with the firmware's compiler from the C backend's source.

@@ -226,8 +226,8 @@ struct CompileArgs {
     /// --quantize int8: nodes (by name) to keep in float.
     #[arg(long = "keep-float", value_name = "NODE", num_args = 1..)]
     keep_float: Vec<String>,
-    /// --quantize: test_data_set_* directories for the accuracy report (default: the
-    /// model's own, else seeded random inputs).
+    /// --quantize: test_data_set_* directories for the accuracy report (default: for int8
+    /// the calibration sets; for int4/int8-weights the model's own, else seeded random inputs).
     #[arg(long = "test-data")]
     test_data: Vec<PathBuf>,
     #[arg(long, value_enum)]
@@ -313,6 +313,16 @@ struct ProfileArgs {
     /// instead of counting instructions under qemu-x86_64.
     #[arg(long, value_name = "RUNS")]
     time: Option<usize>,
+    /// Profile the int8 build (`int8` only: static post-training quantisation, as
+    /// `compile --quantize int8`).
+    #[arg(long, value_enum)]
+    quantize: Option<Quantize>,
+    /// --quantize int8: the calibration inputs (test_data_set_* directories, or one).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// --quantize int8: how activation ranges are taken from the calibration values.
+    #[arg(long = "calibration-method", value_enum, default_value = "minmax")]
+    calibration_method: CalibrationMethod,
     #[command(flatten)]
     shapes: ShapeArgs,
 }
@@ -356,7 +366,22 @@ pub fn run(cli: Cli) -> Result<i32> {
             inspect::inspect(&a.model, &a.shapes.bindings()?)
         }
         Command::Run(a) => run::run(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
-        Command::Profile(a) => profile::profile(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &profile::ProfileOptions { top: a.top, time_runs: a.time }, &a.shapes.bindings()?),
+        Command::Profile(a) => {
+            let int8 = match (&a.quantize, &a.calibration) {
+                (None, None) => None,
+                (Some(Quantize::Int8), Some(calibration)) => Some(int8::Int8Args {
+                    calibration: calibration.clone(),
+                    method: range_method(&a.calibration_method),
+                    keep_float: Vec::new(),
+                    test_data: Vec::new(),
+                }),
+                (Some(Quantize::Int8), None) => return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into()),
+                (None, Some(_)) => return Err(edgec::Error::Usage("--calibration goes with --quantize int8".into()).into()),
+                (Some(_), _) => return Err(edgec::Error::Usage("profile takes --quantize int8 only".into()).into()),
+            };
+            let po = profile::ProfileOptions { top: a.top, time_runs: a.time, int8 };
+            profile::profile(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &po, &a.shapes.bindings()?)
+        }
         Command::Verify(a) => verify::verify(&a.model, &a.target, &a.test_data, &a.shapes.bindings()?),
         Command::Compile(a) => {
             let target = check_target(&a.target)?;
@@ -375,19 +400,17 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(Quantize::Int4) => Some(edgec::quantize::QuantizeMode::Int4),
                 Some(Quantize::Int8Weights) => Some(edgec::quantize::QuantizeMode::Int8Weights),
             };
-            if quantize.is_none() && !a.test_data.is_empty() {
-                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize int4|int8-weights".into()).into());
+            if a.quantize.is_none() && !a.test_data.is_empty() {
+                return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize".into()).into());
             }
             if a.quantize.is_none() && (a.calibration.is_some() || !a.keep_float.is_empty()) {
                 return Err(edgec::Error::Usage("--calibration and --keep-float go with --quantize int8".into()).into());
             }
             let int8 = a.calibration.clone().filter(|_| matches!(a.quantize, Some(Quantize::Int8))).map(|calibration| int8::Int8Args {
                 calibration,
-                method: match a.calibration_method {
-                    CalibrationMethod::Minmax => edgec::passes::quantize_int8::RangeMethod::MinMax,
-                    CalibrationMethod::Percentile => edgec::passes::quantize_int8::RangeMethod::Percentile(99.99),
-                },
+                method: range_method(&a.calibration_method),
                 keep_float: a.keep_float.clone(),
+                test_data: a.test_data.clone(),
             });
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
@@ -425,5 +448,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             compile::compile(&a.model, &a.out_dir, &a.shapes.bindings()?, &opts, &flags, a.report.as_deref(), int8.as_ref())
         }
+    }
+}
+
+/// `--calibration-method` as the pass's option.
+fn range_method(m: &CalibrationMethod) -> edgec::passes::quantize_int8::RangeMethod {
+    match m {
+        CalibrationMethod::Minmax => edgec::passes::quantize_int8::RangeMethod::MinMax,
+        CalibrationMethod::Percentile => edgec::passes::quantize_int8::RangeMethod::Percentile(99.99),
     }
 }

@@ -27,6 +27,8 @@ pub struct ProfileOptions {
     /// Host: time the kernels natively (median over this many runs) instead of counting
     /// instructions under qemu-x86_64.
     pub time_runs: Option<usize>,
+    /// `--quantize int8 --calibration DIR`: profile the int8 build.
+    pub int8: Option<super::int8::Int8Args>,
 }
 
 pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_dir: Option<&Path>, po: &ProfileOptions, bindings: &Bindings) -> Result<i32> {
@@ -51,7 +53,10 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     };
     let inputs = gather_inputs(&names, input_args, dir)?;
     let ops_before = model.graph.op_histogram().values().sum();
-    let graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
+    let mut graph = prepare(model.graph.clone(), &bindings.completed_from(&model.graph, &inputs))?;
+    if let Some(q) = &po.int8 {
+        graph = super::int8::apply_quiet(graph, q)?;
+    }
     check_inputs(&graph, &inputs, Path::new("--input"))?;
     // Kernel names are node names; the op type comes from the graph.
     let order = graph.topo_order().map_err(|_| anyhow::anyhow!("the graph has a cycle"))?;
@@ -60,7 +65,7 @@ pub fn profile(model_path: &Path, target: &str, input_args: &[String], inputs_di
     let target_desc = edgec::targets::find(tc.target).ok_or_else(|| anyhow::anyhow!("no target {}", tc.target))?;
     let opts = CompileOptions { name: "model", target: target_desc, code: tc.code, embed_weights: false };
     // Lowered once: the program gives the kernels' names, and is what gets compiled.
-    let (program, layout) = edgec::emit::lower(&graph)?;
+    let (program, layout) = edgec::emit::lower_for(&graph, &opts)?;
     let ops_after = graph.op_histogram().values().sum();
     let artifacts = edgec::emit::compile_program(&program, &layout, (ops_before, ops_after), &opts)?;
     let work = tempfile::tempdir()?;

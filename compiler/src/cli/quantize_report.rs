@@ -54,10 +54,7 @@ pub fn quantize(graph: &mut Graph, mode: QuantizeMode, model_path: &Path, test_d
             lines.push(format!("  left float: '{}' of node '{}': {why}", u.weight, u.node));
         }
     }
-    lines.push(format!("accuracy vs float on {}:", inputs.source));
-    for o in &acc {
-        lines.push(format!("  {}: max abs error {:.3e}, cosine {:.6}, SNR {:.1} dB", o.name, o.max_abs, o.cosine, o.snr_db));
-    }
+    lines.extend(accuracy_lines(&acc, &inputs.source));
     let json = json!({
         "mode": mode.name(),
         "format": mode.block_format().name(),
@@ -67,13 +64,59 @@ pub fn quantize(graph: &mut Graph, mode: QuantizeMode, model_path: &Path, test_d
         "quantized": summary.uses.iter().filter(|u| u.outcome.is_ok()).map(|u| json!({"node": u.node, "weight": u.weight})).collect::<Vec<_>>(),
         "left_float": summary.uses.iter().filter_map(|u| u.outcome.as_ref().err().map(|why| json!({"node": u.node, "weight": u.weight, "reason": why}))).collect::<Vec<_>>(),
         "accuracy_inputs": inputs.source,
-        "accuracy": acc.iter().map(|o| json!({
-            "output": o.name,
-            "max_abs_error": o.max_abs,
-            "cosine": o.cosine,
-            // JSON has no infinity: identical outputs report null.
-            "snr_db": if o.snr_db.is_finite() { json!(o.snr_db) } else { serde_json::Value::Null },
-        })).collect::<Vec<_>>(),
+        "accuracy": accuracy_json(&acc),
     });
     Ok(QuantReport { lines, json })
+}
+
+/// `--quantize int8`: the report of static PTQ (cli/int8.rs) — what was quantised, the
+/// constant bytes before/after, and per output the error of the int8 graph against the
+/// float one on `sets` (the `--test-data` sets, else the calibration sets).
+pub fn int8(float: &Graph, quant: &Graph, r: &edgec::passes::quantize_int8::Int8Report, method: &str, calib_sets: usize, sets: &[Vec<edgec::ir::Tensor>], source: &str) -> Result<QuantReport> {
+    use edgec::passes::quantize_weights::constant_bytes;
+    let acc = edgec::accuracy::compare(float, quant, sets)?;
+    let (before, after) = (constant_bytes(float), constant_bytes(quant));
+    let pct = if before > 0 { 100.0 * after as f64 / before as f64 } else { 100.0 };
+    let mut lines = vec![format!(
+        "quantize: int8: {} integer kernels, {} BatchNormalization folded, calibrated on {calib_sets} input sets ({method}){}; weight bytes {before} -> {after} ({pct:.1}%)",
+        r.int8_kernels,
+        r.folded_batchnorms,
+        if r.kept_float.is_empty() { String::new() } else { format!("; kept float: {}", r.kept_float.join(", ")) }
+    )];
+    lines.extend(accuracy_lines(&acc, source));
+    let json = json!({
+        "mode": "int8",
+        "calibration_method": method,
+        "calibration_sets": calib_sets,
+        "int8_kernels": r.int8_kernels,
+        "folded_batchnorms": r.folded_batchnorms,
+        "kept_float": r.kept_float,
+        "weight_bytes_before": before,
+        "weight_bytes_after": after,
+        "accuracy_inputs": source,
+        "accuracy": accuracy_json(&acc),
+    });
+    Ok(QuantReport { lines, json })
+}
+
+fn accuracy_lines(acc: &[edgec::accuracy::OutputAccuracy], source: &str) -> Vec<String> {
+    let mut lines = vec![format!("accuracy vs float on {source}:")];
+    for o in acc {
+        lines.push(format!("  {}: max abs error {:.3e}, cosine {:.6}, SNR {:.1} dB", o.name, o.max_abs, o.cosine, o.snr_db));
+    }
+    lines
+}
+
+fn accuracy_json(acc: &[edgec::accuracy::OutputAccuracy]) -> serde_json::Value {
+    acc.iter()
+        .map(|o| {
+            json!({
+                "output": o.name,
+                "max_abs_error": o.max_abs,
+                "cosine": o.cosine,
+                // JSON has no infinity: identical outputs report null.
+                "snr_db": if o.snr_db.is_finite() { json!(o.snr_db) } else { serde_json::Value::Null },
+            })
+        })
+        .collect()
 }

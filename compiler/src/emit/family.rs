@@ -57,7 +57,7 @@ pub fn compile_family(symbol: &str, members: Vec<Member>, ops_before: usize, opt
     }
     let mut lowered = Vec::with_capacity(members.len());
     for m in &members {
-        let (program, layout) = super::lower(&m.graph).map_err(|e| in_member(e, symbol, m.value))?;
+        let (program, layout) = super::lower_for(&m.graph, opts).map_err(|e| in_member(e, symbol, m.value))?;
         let ops_after: usize = m.graph.op_histogram().values().sum();
         lowered.push((m.value, program, layout, ops_after));
     }

@@ -206,9 +206,23 @@ fn backend_error(e: BackendError) -> Error {
     }
 }
 
-/// The KIR program and its layout for a prepared graph (transcendentals expanded).
+/// The KIR program and its layout for a prepared graph (transcendentals expanded), with
+/// the default GEMM tiles (the interpreter's and the C backend's).
 pub fn lower(graph: &Graph) -> Result<(Program, Layout)> {
-    let mut program = crate::lower::lower(graph)?;
+    lower_with(graph, crate::kir::GemmTiles::default())
+}
+
+/// [`lower`] for the code `opts` asks for: the GEMM tiles suit its backend.
+pub fn lower_for(graph: &Graph, opts: &CompileOptions) -> Result<(Program, Layout)> {
+    let tiles = match opts.code {
+        CodeKind::Object => back::cranelift::gemm_tiles(opts.target),
+        CodeKind::C => crate::kir::GemmTiles::default(),
+    };
+    lower_with(graph, tiles)
+}
+
+fn lower_with(graph: &Graph, tiles: crate::kir::GemmTiles) -> Result<(Program, Layout)> {
+    let mut program = crate::lower::lower_with(graph, tiles)?;
     crate::kir::math::expand(&mut program);
     let layout = layout::layout(&program);
     Ok((program, layout))
@@ -216,7 +230,7 @@ pub fn lower(graph: &Graph) -> Result<(Program, Layout)> {
 
 /// Compiles a prepared graph; `ops_before` is the node count before the graph passes.
 pub fn compile(graph: &Graph, ops_before: usize, opts: &CompileOptions) -> Result<Artifacts> {
-    let (program, layout) = lower(graph)?;
+    let (program, layout) = lower_for(graph, opts)?;
     compile_program(&program, &layout, (ops_before, graph.op_histogram().values().sum()), opts)
 }
 
@@ -238,7 +252,7 @@ fn interface(program: &Program, bufs: Vec<crate::kir::BufId>) -> Vec<TensorInfo>
 /// docs/performance.md, the scale test).
 pub fn compile_owned(graph: Graph, ops_before: usize, opts: &CompileOptions) -> Result<Artifacts> {
     let ops = (ops_before, graph.op_histogram().values().sum());
-    let (mut program, layout) = lower(&graph)?;
+    let (mut program, layout) = lower_for(&graph, opts)?;
     drop(graph);
     if opts.embed_weights {
         // The backend embeds the blob in the code: it must exist before the code.

@@ -426,6 +426,14 @@ fn ibin(op: BinOp, x: i64, y: i64, bits: u32) -> Option<i64> {
             let ux = if bits == 32 { x as u32 as u64 } else { x as u64 };
             if (0..bits as i64).contains(&y) { wrap((ux >> y) as i64) } else { 0 }
         }
+        BinOp::Dot2 if bits == 32 => wrap(dot2(x as i32, y as i32) as i64),
         _ => return None,
     })
+}
+
+/// `BinOp::Dot2`: `lo(a) * lo(b) + hi(a) * hi(b)` over the sign-extended int16 halves,
+/// wrapping (the products themselves cannot overflow).
+pub fn dot2(a: i32, b: i32) -> i32 {
+    let (al, ah, bl, bh) = (a as i16 as i32, a >> 16, b as i16 as i32, b >> 16);
+    (al * bl).wrapping_add(ah * bh)
 }

@@ -186,6 +186,11 @@ pub enum BinOp {
     Shr,
     /// Logical shift right.
     UShr,
+    /// I32 only: the dot product of two pairs of int16 packed in each operand (bits
+    /// 0..16 and 16..32, sign-extended), `lo(a) * lo(b) + hi(a) * hi(b)`, wrapping. The
+    /// dual 16-bit multiply of Arm's DSP extension (`SMUAD`; `acc + Dot2(a, b)` is one
+    /// `SMLAD`): the int8 kernels' multiply-accumulate, two taps per instruction.
+    Dot2,
     Eq,
     Ne,
     Lt,
@@ -291,6 +296,28 @@ pub struct Kernel {
 pub struct Program {
     pub buffers: Vec<Buffer>,
     pub kernels: Vec<Kernel>,
+    /// How lowering lays out the register tiles of float products (set before lowering,
+    /// for the backend the program is meant for; every layout computes the same values).
+    pub gemm_tiles: GemmTiles,
+}
+
+/// The KIR shape of the float GEMM micro-kernels (`lower::linalg::Tile`). Both sum each
+/// output element in the same order (one fused multiply-add per term, in increasing `k`),
+/// so results are bit for bit the same; they differ in which loop is innermost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmTiles {
+    /// Passes over output rows, a few terms of the sum at a time, the factors of A in
+    /// variables: good for scalar code (C, riscv64), where the C compiler keeps a tile of
+    /// factors in registers and the output row is loaded and stored once per pass.
+    #[default]
+    RowPasses,
+    /// Small output blocks accumulated over the whole sum (the `k` loop outside a short
+    /// column loop whose stores do not move with `k`), constant B packed into panels:
+    /// for the 128-bit SIMD Cranelift targets, which keep each block in vector registers
+    /// across the `k` loop (`back::cranelift::vector`). `depth` terms of the sum per
+    /// iteration of that loop (4 on aarch64, whose `fmla` by element takes four A factors
+    /// from one vector register; 1 on x86_64, where more live B vectors would spill).
+    Panels { depth: usize },
 }
 
 impl Program {

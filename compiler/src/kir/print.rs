@@ -74,6 +74,7 @@ fn binop(op: BinOp) -> &'static str {
         Shl => "<<",
         Shr => ">>",
         UShr => ">>>",
+        Dot2 => "dot2",
         Eq => "==",
         Ne => "!=",
         Lt => "<",

@@ -6,7 +6,12 @@
 //! is ever materialised (plus the optional `qk_matmul_output`, written as it is made).
 //! The past and new K/V are first concatenated into `present_key` / `present_value` (the
 //! outputs when requested, scratch otherwise), so the fused kernel reads one
-//! `[batch, kv_heads, total_seq, head]` tensor and never needs a conditional load.
+//! `[batch, kv_heads, total_seq, head]` tensor and never needs a conditional load; with
+//! no past, no present output and the 4D layout, K and V are read where they are.
+//!
+//! The same kernel serves the chains `passes::fuse_attention` recognises (MatMul →
+//! scale → mask → Softmax → MatMul), with its two extras: a selecting bool mask (the
+//! chain's `Where`) and the NaN-to-zero guard after the softmax.
 //!
 //! `RotaryEmbedding` is one kernel: a copy of X (the features past `rotary_embedding_dim`
 //! pass through), then per token the cache row (from `position_ids`, bounds-checked) and
@@ -74,6 +79,7 @@ fn attention(a: &Attention, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
     let row = cx.scratch("scores", if ft == Ty::F64 { DType::F64 } else { DType::F32 }, vec![total]);
     let scale = a.scale().unwrap_or(1.0 / (g.head_qk as f64).sqrt());
     let softcap = a.softcap();
+    let extras = a.extras();
     let group = g.q_heads / g.kv_heads;
     let (qt, pkt, pvt) = (q.kty()?, Ty::of_storage(cx.prog.buffer(pk).dtype).unwrap_or(ft), Ty::of_storage(cx.prog.buffer(pv).dtype).unwrap_or(ft));
 
@@ -130,6 +136,14 @@ fn attention(a: &Attention, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
                 if in_mask {
                     let mi = strided(eff, &[b.clone(), h.clone(), i.clone(), j.clone()]);
                     let mv = e::load(*mbuf, mi);
+                    if let (Some(sel), true) = (extras.select, *is_bool) {
+                        // Selecting mask (a fused `Where`): the score or the fill, no bias.
+                        let (on, off) = (e::var(s), flit(ft, sel.fill));
+                        let picked = if sel.keep { e::select(mv, on, off) } else { e::select(mv, off, on) };
+                        kb.set(s, picked);
+                        kb.store(row, j, e::var(s));
+                        return;
+                    }
                     let term = if *is_bool {
                         e::select(mv, flit(ft, 0.0), flit(ft, f64::NEG_INFINITY))
                     } else {
@@ -173,7 +187,13 @@ fn attention(a: &Attention, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
             kb.set(sum, e::add(e::var(sum), e::var(p)));
         });
         kb.for_(total, |kb, j| {
-            let p = kb.let_(ft, e::div(e::load(row, j.clone()), e::var(sum)));
+            let mut p = e::div(e::load(row, j.clone()), e::var(sum));
+            if extras.nan_to_zero {
+                let p0 = kb.let_(ft, p);
+                // Only NaN compares unequal to itself.
+                p = e::select(e::bin(BinOp::Ne, e::var(p0), e::var(p0)), flit(ft, 0.0), e::var(p0));
+            }
+            let p = kb.let_(ft, p);
             kb.store(row, j.clone(), e::var(p));
             if let (Some(qk), QkOutput::Softmax) = (qk, a.qk_output()) {
                 kb.store(qk.buf, iadd(e::var(qk_base), j), e::var(p));
@@ -207,6 +227,11 @@ fn attention(a: &Attention, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[O
 fn present(cx: &mut LowerCx, g: &AttGeom, what: &str, new: &Operand, past: Option<&Operand>, out: Option<&Operand>, head: usize) -> Result<BufId, OpError> {
     let total = g.total_seq();
     let shape = [g.batch, g.kv_heads, total, head];
+    if past.is_none() && out.is_none() && !g.packed {
+        // Already `[batch, kv_heads, seq, head]` and not wanted as an output: read it
+        // in place rather than copy it (every fused decomposed chain is this case).
+        return Ok(new.buf);
+    }
     let dst = match out {
         Some(o) => o.buf,
         None => cx.scratch(what, new.ty.dtype, shape.to_vec()),

@@ -6,12 +6,18 @@
 //! the accumulator type exactly (f32, f64, i32, i64) the sum accumulates in the output
 //! row; otherwise (f16/bf16, 8/16-bit integers) a store would round every partial sum,
 //! so each element accumulates in a variable over `k` instead ([`MatMulDims::emit`]).
+//!
+//! The float tiles come in two KIR layouts ([`GemmTiles`], chosen per backend) that sum
+//! every element in the same order: row passes for scalar code, and output blocks over
+//! the whole `k` loop with constant B packed into panels for the SIMD Cranelift targets.
+
+use std::sync::Arc;
 
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::ir::DType;
+use crate::ir::{DType, Tensor};
 use crate::kir::build::{broadcast, iadd, imul, linear, KernelBuilder};
-use crate::kir::{e, BinOp, BufId, Expr, Ty, UnOp, Var};
+use crate::kir::{e, BinOp, BufId, BufKind, Expr, GemmTiles, Ty, UnOp, Var};
 use crate::ops::linalg::{Gemm, LinalgOp};
 
 pub fn lower(
@@ -25,7 +31,10 @@ pub fn lower(
         LinalgOp::MatMul => {
             let (a, b) = (input(ins, 0)?, input(ins, 1)?);
             let ty = a.kty()?;
-            let s = MatMulDims::new(a.shape(), b.shape())?;
+            let mut s = MatMulDims::new(a.shape(), b.shape())?;
+            if holds_exactly(y.ty.dtype, ty) {
+                s.layout = TileLayout::plan(cx, ty, b, false, s.k, s.n);
+            }
             let mut k = cx.kernel("");
             s.emit(&mut k, ty, y, None, |_, ai, bi| (e::load(a.buf, ai), e::load(b.buf, bi)));
             cx.emit(k.finish());
@@ -139,6 +148,8 @@ pub(super) struct MatMulDims {
     pub m: usize,
     pub k: usize,
     pub n: usize,
+    /// The layout of the float tiles (row passes unless the caller plans otherwise).
+    pub layout: TileLayout,
 }
 
 impl MatMulDims {
@@ -165,7 +176,7 @@ impl MatMulDims {
                 _ => return Err(OpError::invalid(format!("MatMul batch axes do not broadcast: {a:?} x {b:?}"))),
             });
         }
-        Ok(MatMulDims { batch, a_batch, b_batch, m, k: ka, n })
+        Ok(MatMulDims { batch, a_batch, b_batch, m, k: ka, n, layout: TileLayout::default() })
     }
 
     /// `y[batch, i, j] = finish(sum_p A'[i, p] * B'[p, j])` in `ty`, where `load(ix,
@@ -190,7 +201,7 @@ impl MatMulDims {
             let y_at = |i: Expr, j: Expr| iadd(y0.clone(), iadd(imul(i, n as i64), j));
             if in_place {
                 kb.for_(m * n, |kb, t| kb.store(y.buf, iadd(y0.clone(), t), zero(ty)));
-                let tile = Tile { ty, m, k, n, y: y.buf };
+                let tile = Tile { ty, m, k, n, y: y.buf, layout: self.layout };
                 tile.accumulate(
                     kb,
                     &y_at,
@@ -239,12 +250,66 @@ pub(super) const TILE_DEPTH: usize = 4;
 /// Leftover rows and terms are unrolled at compile time.
 ///
 /// `b(p, j)` is the only place B is read: a packed or quantised B operand plugs in there.
+///
+/// Under [`GemmTiles::Panels`] the same sums are laid out as blocks instead
+/// ([`Tile::panels`]).
 pub(super) struct Tile {
     pub ty: Ty,
     pub m: usize,
     pub k: usize,
     pub n: usize,
     pub y: BufId,
+    pub layout: TileLayout,
+}
+
+/// Output rows of a [`GemmTiles::Panels`] block.
+pub(super) const PANEL_ROWS: usize = 6;
+/// Output columns of a [`GemmTiles::Panels`] block, and the width of a packed B panel:
+/// 6 x 8 is twelve f32x4 accumulators, which with two B vectors and one splat of A fits
+/// x86_64's sixteen vector registers (aarch64 has 32).
+pub(super) const PANEL_COLS: usize = 8;
+
+/// Which KIR layout a float tile takes, and where B comes from.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct TileLayout {
+    pub tiles: GemmTiles,
+    /// Under [`GemmTiles::Panels`]: B packed at compile time ([`pack_panels`]).
+    pub b_panels: Option<BufId>,
+}
+
+impl TileLayout {
+    /// The layout of an `ty` product whose B operand is `b` (`[k, n]`, or `[n, k]` when
+    /// `trans_b`): the program's choice for f32 (other types keep row passes), with a
+    /// constant f32 B packed into panels under [`GemmTiles::Panels`].
+    pub fn plan(cx: &mut LowerCx, ty: Ty, b: &Operand, trans_b: bool, k: usize, n: usize) -> TileLayout {
+        let tiles = if ty == Ty::F32 { cx.prog.gemm_tiles } else { GemmTiles::RowPasses };
+        let b_panels = if tiles != GemmTiles::RowPasses { pack_panels(cx, b, trans_b, k, n) } else { None };
+        TileLayout { tiles, b_panels }
+    }
+}
+
+/// A constant 2-D f32 B (`[k, n]`, `[n, k]` when `trans_b`) as a new weight in the order
+/// [`Tile::block`] reads it: column panels of [`PANEL_COLS`] (the last one narrower),
+/// each `k` rows of its width, so the panel of columns `j0..j0 + w` starts at `j0 * k`
+/// and every step of the sum reads `w` consecutive values. `None` (B read in place) for
+/// anything else.
+fn pack_panels(cx: &mut LowerCx, b: &Operand, trans_b: bool, k: usize, n: usize) -> Option<BufId> {
+    let t = b.konst.as_ref()?;
+    if b.ty.dtype != DType::F32 || b.shape().len() != 2 || k * n == 0 || b.len() != k * n {
+        return None;
+    }
+    let src: Vec<f32> = t.as_array::<f32>()?.iter().copied().collect();
+    let at = |p: usize, j: usize| if trans_b { src[j * k + p] } else { src[p * n + j] };
+    let mut packed = Vec::with_capacity(k * n);
+    for j0 in (0..n).step_by(PANEL_COLS) {
+        let w = PANEL_COLS.min(n - j0);
+        for p in 0..k {
+            packed.extend((j0..j0 + w).map(|j| at(p, j)));
+        }
+    }
+    let name = format!("{}.panels", cx.prog.buffer(b.buf).name);
+    let weight = BufKind::Weight(Arc::new(Tensor::from_vec(&[k * n], packed)));
+    Some(cx.prog.add_buffer(name, DType::F32, vec![k * n], weight))
 }
 
 impl Tile {
@@ -255,6 +320,9 @@ impl Tile {
         a: &dyn Fn(Expr, Expr) -> Expr,
         b: &dyn Fn(Expr, Expr) -> Expr,
     ) {
+        if let GemmTiles::Panels { depth } = self.layout.tiles {
+            return self.panels(kb, depth.max(1), y_at, a, b);
+        }
         let (m, k) = (self.m, self.k);
         let factors: Vec<Var> = (0..TILE_ROWS.min(m) * TILE_DEPTH.min(k)).map(|_| kb.var(self.ty)).collect();
         let full_rows = m / TILE_ROWS * TILE_ROWS;
@@ -323,6 +391,78 @@ impl Tile {
             }
         });
     }
+
+    /// The [`GemmTiles::Panels`] layout: [`PANEL_ROWS`] x [`PANEL_COLS`] output blocks
+    /// (narrower ones at the bottom and right edges), each over the whole sum.
+    fn panels(
+        &self,
+        kb: &mut KernelBuilder,
+        depth: usize,
+        y_at: &dyn Fn(Expr, Expr) -> Expr,
+        a: &dyn Fn(Expr, Expr) -> Expr,
+        b: &dyn Fn(Expr, Expr) -> Expr,
+    ) {
+        let m = self.m;
+        let full = m / PANEL_ROWS * PANEL_ROWS;
+        let sh = Shape { depth, y_at, a, b };
+        kb.for_(m / PANEL_ROWS, |kb, ib| self.panel_row(kb, &sh, imul(ib, PANEL_ROWS as i64), PANEL_ROWS));
+        if m > full {
+            self.panel_row(kb, &sh, e::idx(full as i64), m - full);
+        }
+    }
+
+    /// The blocks of rows `i0 .. i0 + rows`, left to right.
+    fn panel_row(&self, kb: &mut KernelBuilder, sh: &Shape, i0: Expr, rows: usize) {
+        let n = self.n;
+        let full = n / PANEL_COLS * PANEL_COLS;
+        kb.for_(n / PANEL_COLS, |kb, jb| self.block(kb, sh, i0.clone(), rows, imul(jb, PANEL_COLS as i64), PANEL_COLS));
+        if n > full {
+            self.block(kb, sh, i0, rows, e::idx(full as i64), n - full);
+        }
+    }
+
+    /// `Y[i0 + r, j0 + jj] += sum_p A[i0 + r, p] * B[p, j0 + jj]` for `r < rows`,
+    /// `jj < w`: the `p` loop outside (`depth` terms per iteration, the leftover terms in
+    /// a second loop), one fma per element and term inside, in increasing `p`. The stores
+    /// do not move with `p`, so the Cranelift backend keeps the block in vector registers
+    /// for the whole sum (loaded before the `p` loop, stored after it: this is where the
+    /// block is complete); B comes from its panel when packed.
+    fn block(&self, kb: &mut KernelBuilder, sh: &Shape, i0: Expr, rows: usize, j0: Expr, w: usize) {
+        let k = self.k;
+        let full = k / sh.depth * sh.depth;
+        let terms = |kb: &mut KernelBuilder, p0: Expr, depth: usize| {
+            kb.for_(w, |kb, jj| {
+                let j = iadd(j0.clone(), jj.clone());
+                for q in 0..depth {
+                    let p = iadd(p0.clone(), e::idx(q as i64));
+                    let bv = match self.layout.b_panels {
+                        Some(panels) => {
+                            e::load(panels, iadd(imul(j0.clone(), k as i64), iadd(imul(p.clone(), w as i64), jj.clone())))
+                        }
+                        None => (sh.b)(p.clone(), j.clone()),
+                    };
+                    for r in 0..rows {
+                        let i = iadd(i0.clone(), e::idx(r as i64));
+                        let idx = (sh.y_at)(i.clone(), j.clone());
+                        let v = mac(self.ty, e::load(self.y, idx.clone()), (sh.a)(i, p.clone()), bv.clone());
+                        kb.store(self.y, idx, v);
+                    }
+                }
+            });
+        };
+        kb.for_(k / sh.depth, |kb, pb| terms(kb, imul(pb, sh.depth as i64), sh.depth));
+        if k > full {
+            kb.for_(1, |kb, _| terms(kb, e::idx(full as i64), k - full));
+        }
+    }
+}
+
+/// The operand accessors and depth of a [`GemmTiles::Panels`] tile.
+struct Shape<'a> {
+    depth: usize,
+    y_at: &'a dyn Fn(Expr, Expr) -> Expr,
+    a: &'a dyn Fn(Expr, Expr) -> Expr,
+    b: &'a dyn Fn(Expr, Expr) -> Expr,
 }
 
 /// Gemm: `alpha * A' @ B' + beta * C`, C broadcast to `[M, N]`. Float data is computed
@@ -356,10 +496,12 @@ fn lower_gemm(g: &Gemm, cx: &mut LowerCx, ins: &[Option<Operand>], y: &Operand) 
         v
     };
     let y_at = |i: Expr, j: Expr| iadd(imul(i, n as i64), j);
+    let exact = holds_exactly(y.ty.dtype, ty);
+    let layout = if exact { TileLayout::plan(cx, ty, b, g.trans_b, k, n) } else { TileLayout::default() };
     let mut kb = cx.kernel("");
-    if holds_exactly(y.ty.dtype, ty) {
+    if exact {
         kb.for_(m * n, |kb, t| kb.store(y.buf, t, zero(ty)));
-        let tile = Tile { ty, m, k, n, y: y.buf };
+        let tile = Tile { ty, m, k, n, y: y.buf, layout };
         tile.accumulate(
             &mut kb,
             &y_at,
@@ -483,7 +625,7 @@ pub(super) mod testkit;
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::run_op;
+    use super::testkit::{run_op, run_op_with};
     use super::*;
     use crate::ir::{Tensor, TypeInfo};
 
@@ -548,6 +690,34 @@ mod tests {
             }
         }
         assert_eq!(y[0], Tensor::from_vec(&[m, n], want));
+    }
+
+    /// The panel layout (edge blocks of every width, B packed or read in place, Gemm's
+    /// transposes folded into the packing) gives bit for bit the row passes' results.
+    #[test]
+    fn panel_tiles_match_row_passes() {
+        for (m, k, n) in [(13, 9, 21), (6, 5, 8), (2, 3, 3), (7, 1, 17)] {
+            for b_const in [false, true] {
+                let (a, b) = (wobble(m * k, 6), wobble(k * n, 7));
+                let ins = [Tensor::from_vec(&[m, k], a), Tensor::from_vec(&[k, n], b)];
+                let out = [TypeInfo::new(DType::F32, vec![m, n])];
+                let run = |tiles| {
+                    run_op_with(tiles, &ins, &[false, b_const], &out, |cx, i, o| lower(&LinalgOp::MatMul, cx, i, o))
+                };
+                for depth in [1, 4] {
+                    assert_eq!(run(GemmTiles::Panels { depth }), run(GemmTiles::RowPasses), "MatMul {m}x{k}x{n} const B {b_const}");
+                }
+                let (at, bt, c) = (wobble(k * m, 8), wobble(n * k, 9), wobble(n, 10));
+                let ins = [Tensor::from_vec(&[k, m], at), Tensor::from_vec(&[n, k], bt), Tensor::from_vec(&[n], c)];
+                let gemm = || LinalgOp::Gemm(Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true });
+                let run = |tiles| {
+                    run_op_with(tiles, &ins, &[false, b_const, true], &out, |cx, i, o| lower(&gemm(), cx, i, o))
+                };
+                for depth in [1, 4] {
+                    assert_eq!(run(GemmTiles::Panels { depth }), run(GemmTiles::RowPasses), "Gemm {m}x{k}x{n} const B {b_const}");
+                }
+            }
+        }
     }
 
     #[test]

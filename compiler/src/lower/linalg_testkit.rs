@@ -4,7 +4,9 @@
 use super::super::{LowerCx, Operand};
 use crate::error::OpError;
 use crate::ir::{Tensor, TypeInfo};
-use crate::kir::{interp, BufKind, Program};
+use std::sync::Arc;
+
+use crate::kir::{interp, BufKind, GemmTiles, Program};
 
 /// Lowers `lower(cx, ins, outs)` with every input a graph input and outputs of
 /// `out_types`, runs it on `inputs` and returns the outputs.
@@ -13,12 +15,31 @@ pub fn run_op(
     out_types: &[TypeInfo],
     lower: impl FnOnce(&mut LowerCx, &[Option<Operand>], &[Option<Operand>]) -> Result<(), OpError>,
 ) -> Vec<Tensor> {
-    let mut prog = Program::default();
+    run_op_with(GemmTiles::default(), inputs, &[], out_types, lower)
+}
+
+/// [`run_op`] with the GEMM tile layout `tiles` and the inputs flagged in `consts` as
+/// constants (weights the lowering may specialise on).
+pub fn run_op_with(
+    tiles: GemmTiles,
+    inputs: &[Tensor],
+    consts: &[bool],
+    out_types: &[TypeInfo],
+    lower: impl FnOnce(&mut LowerCx, &[Option<Operand>], &[Option<Operand>]) -> Result<(), OpError>,
+) -> Vec<Tensor> {
+    let mut prog = Program { gemm_tiles: tiles, ..Program::default() };
+    let mut runtime = Vec::new();
     let ins: Vec<Option<Operand>> = inputs
         .iter()
         .enumerate()
         .map(|(k, t)| {
-            let buf = prog.add_buffer(format!("in{k}"), t.dtype(), t.shape().to_vec(), BufKind::Input(k));
+            if consts.get(k).copied().unwrap_or(false) {
+                let t = Arc::new(t.clone());
+                let buf = prog.add_buffer(format!("w{k}"), t.dtype(), t.shape().to_vec(), BufKind::Weight(t.clone()));
+                return Some(Operand { buf, ty: t.type_info(), konst: Some(t) });
+            }
+            let buf = prog.add_buffer(format!("in{k}"), t.dtype(), t.shape().to_vec(), BufKind::Input(runtime.len()));
+            runtime.push(t.clone());
             Some(Operand { buf, ty: t.type_info(), konst: None })
         })
         .collect();
@@ -32,5 +53,5 @@ pub fn run_op(
         .collect();
     let mut cx = LowerCx { prog: &mut prog, name: "op".into(), aliases: Vec::new() };
     lower(&mut cx, &ins, &outs).expect("lowers");
-    interp::run(&prog, inputs).expect("runs")
+    interp::run(&prog, &runtime).expect("runs")
 }

@@ -29,6 +29,7 @@ mod linalg;
 mod normalize;
 mod pool;
 mod qint8;
+mod qint8_dot2;
 mod quant;
 mod reduce;
 mod rnn;
@@ -105,7 +106,12 @@ impl LowerCx<'_> {
 /// Lowers a prepared graph (static types everywhere) to a KIR program, with the packed
 /// element types already expanded into bytes (`kir::packed::expand`).
 pub fn lower(g: &Graph) -> Result<Program> {
-    let mut prog = Program::default();
+    lower_with(g, crate::kir::GemmTiles::default())
+}
+
+/// [`lower`] with the GEMM tile layout suited to the backend that will compile it.
+pub fn lower_with(g: &Graph, gemm_tiles: crate::kir::GemmTiles) -> Result<Program> {
+    let mut prog = Program { gemm_tiles, ..Program::default() };
     let mut bufs: HashMap<ValueId, BufId> = HashMap::new();
     let ty_of = |v: ValueId| {
         g.value(v).ty.clone().ok_or_else(|| Error::Internal(format!("'{}' has no type at lowering", g.value(v).name)))

@@ -1,4 +1,6 @@
-//! Lowering of the int8 integer kernel (`ops::qint8::Int8Kernel`) in three kernels:
+//! Lowering of the int8 integer kernel (`ops::qint8::Int8Kernel`). With constant
+//! weights and requantisation parameters (what the quantisation passes produce) it is
+//! `lower::qint8_dot2`'s dual-MAC form; otherwise, the general form below, in three kernels:
 //!
 //! 1. `center`: `x - x_zp` into an int16 scratch, once per input element, so the MAC
 //!    loops carry no zero-point subtraction (and padding taps, which are skipped, stay
@@ -30,6 +32,9 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
         return Err(OpError::invalid(format!("Int8Kernel needs {m} multipliers and shifts")));
     }
 
+    if super::qint8_dot2::lower(op, cx, x, w, bias.as_ref(), mult, shift, y)? {
+        return Ok(());
+    }
     let acc_buf = cx.scratch("acc", DType::I32, y.shape().to_vec());
     lower_accumulate(op, cx, x, w, bias, acc_buf, y)?;
     requant(op, cx, acc_buf, mult, shift, y, axis, m);
@@ -169,7 +174,20 @@ mod tests {
                 vec![3, 2, 4, 4],
                 2,
             ),
+            (
+                Int8Core::ConvTranspose(ConvTranspose {
+                    window: WindowAttrs { dilations: vec![2], ..window(vec![4], vec![2, 1]) },
+                    output_padding: vec![1],
+                    output_shape: None,
+                }),
+                vec![2, 5, 7],
+                vec![5, 3, 8],
+                3,
+            ),
+            (Int8Core::Conv(WindowAttrs { dilations: vec![3], ..window(vec![1], vec![3, 3]) }), vec![1, 5, 9], vec![6, 5, 3], 6),
+            (Int8Core::Conv(WindowAttrs { group: 2, ..window(vec![1, 1], vec![1, 1, 1, 1]) }), vec![1, 6, 4, 5], vec![4, 3, 3, 3], 4),
             (Int8Core::Dense { trans_b: true }, vec![2, 3, 6], vec![5, 6], 5),
+            (Int8Core::Dense { trans_b: true }, vec![1, 7], vec![11, 7], 11),
             (Int8Core::Dense { trans_b: false }, vec![3, 6], vec![6, 5], 5),
         ];
         for (core, xs, ws, m) in cases {
@@ -186,6 +204,17 @@ mod tests {
             let want = op.eval(&refs).expect("reference");
             let got = run_op(&ins, &[want[0].type_info()], |cx, i, o| lower(&op, cx, i, o));
             assert_eq!(got[0], want[0], "{:?}", op.core);
+            // Constant weights and requantisation: the dual-MAC form (qint8_dot2).
+            let konst = |i: &[Option<Operand>]| -> Vec<Option<Operand>> {
+                i.iter()
+                    .enumerate()
+                    .map(|(k, o)| {
+                        o.clone().map(|o| Operand { konst: (k != 0).then(|| std::sync::Arc::new(ins[k].clone())), ..o })
+                    })
+                    .collect()
+            };
+            let got = run_op(&ins, &[want[0].type_info()], |cx, i, o| lower(&op, cx, &konst(i), o));
+            assert_eq!(got[0], want[0], "dual-MAC form of {:?}", op.core);
         }
     }
 }

@@ -106,6 +106,28 @@ pub struct Attention {
     scale: Option<f64>,
     /// Applied as `softcap * tanh(x / softcap)` when positive.
     softcap: f64,
+    /// Internal, never parsed: set by `passes::fuse_attention` for the decomposed chains
+    /// it replaces. Stays `None`/`false` for ONNX `Attention` nodes.
+    fused: FusedExtras,
+}
+
+/// What a decomposed attention chain does beyond ONNX `Attention`'s semantics, so the
+/// fused node computes exactly what the chain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FusedExtras {
+    /// A bool `attn_mask` *selects* rather than adds: a score stays where the mask is
+    /// `keep` and becomes `fill` elsewhere — `Where(cond, fill, scores)`. (ONNX adds
+    /// -inf, which differs for a finite fill and for NaN scores under the mask.)
+    pub select: Option<SelectMask>,
+    /// Probabilities that are NaN become 0 before the weighted sum — the
+    /// `Where(IsNaN(p), 0, p)` guard PyTorch's SDPA export puts after the softmax.
+    pub nan_to_zero: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelectMask {
+    pub fill: f64,
+    pub keep: bool,
 }
 
 /// Input indices of `Attention`.
@@ -179,7 +201,26 @@ impl Attention {
             qk_output,
             scale: ctx.float("scale")?.map(f64::from),
             softcap: ctx.float_or("softcap", 0.0)? as f64,
+            fused: FusedExtras::default(),
         })
+    }
+
+    /// The fused node `passes::fuse_attention` makes from a decomposed chain: 4D
+    /// `[batch, heads, seq, head]` inputs, an explicit scale, no causal flag or softcap.
+    pub fn fused(scale: f64, extras: FusedExtras) -> Attention {
+        Attention {
+            is_causal: false,
+            q_num_heads: None,
+            kv_num_heads: None,
+            qk_output: QkOutput::Scores,
+            scale: Some(scale),
+            softcap: 0.0,
+            fused: extras,
+        }
+    }
+
+    pub fn extras(&self) -> FusedExtras {
+        self.fused
     }
 
     /// Checks the shapes of Q, K, V and the past cache, and derives every size.
@@ -248,6 +289,9 @@ impl Attention {
             if m.dtype.is_packed() {
                 return Err(OpError::unsupported(format!("attn_mask of type {}", m.dtype)));
             }
+            if self.fused.select.is_some() && m.dtype != DType::Bool {
+                return Err(OpError::invalid("a selecting attn_mask must be bool"));
+            }
         }
         if let Some(n) = ctx.opt_input(ATT_NONPAD) {
             if n.shape != [g.batch] || n.dtype != DType::I64 {
@@ -294,11 +338,17 @@ impl Attention {
                         if self.softcap > 0.0 {
                             s = self.softcap * (s / self.softcap).tanh();
                         }
-                        let biased = s + bias.at(b, h, i, j);
+                        let biased = match self.fused.select {
+                            Some(sel) => if bias.at(b, h, i, j) == 0.0 { s } else { sel.fill },
+                            None => s + bias.at(b, h, i, j),
+                        };
                         qk_out[out_base + j] = if self.qk_output == QkOutput::Scores { s } else { biased };
                         *r = biased;
                     }
                     softmax_in_place(&mut row);
+                    if self.fused.nan_to_zero {
+                        row.iter_mut().filter(|p| p.is_nan()).for_each(|p| *p = 0.0);
+                    }
                     if self.qk_output == QkOutput::Softmax {
                         qk_out[out_base..out_base + total].copy_from_slice(&row);
                     }
@@ -349,7 +399,10 @@ impl Attention {
                     let pick = |x: usize, d: usize| if mdims[d] == 1 { 0 } else { x };
                     let mi = ((pick(b, 0) * mdims[1] + pick(h, 1)) * mdims[2] + pick(i, 2)) * mdims[3] + j;
                     let x = vals[mi];
-                    if is_bool {
+                    if let Some(sel) = self.fused.select {
+                        // Selecting: 0 keeps the score, anything else puts the fill.
+                        if (x != 0.0) == sel.keep { 0.0 } else { f64::NEG_INFINITY }
+                    } else if is_bool {
                         if x != 0.0 { 0.0 } else { f64::NEG_INFINITY }
                     } else {
                         x
@@ -588,7 +641,7 @@ mod tests {
     use super::*;
 
     fn plain() -> Attention {
-        Attention { is_causal: false, q_num_heads: None, kv_num_heads: None, qk_output: QkOutput::Scores, scale: None, softcap: 0.0 }
+        Attention { is_causal: false, q_num_heads: None, kv_num_heads: None, qk_output: QkOutput::Scores, scale: None, softcap: 0.0, fused: FusedExtras::default() }
     }
 
     #[test]

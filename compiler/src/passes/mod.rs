@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod calibration;
 pub mod dce;
+pub mod fuse_attention;
 pub mod gptq;
 pub mod propagate;
 pub mod qdq_fold;

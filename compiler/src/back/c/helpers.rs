@@ -38,6 +38,25 @@ EC_FN uint64_t ec_rd_u64(const unsigned char *p)\n\
 {\n    return (uint64_t)ec_rd_u32(p) | (uint64_t)ec_rd_u32(p + 4) << 32;\n}\n",
     },
     Helper {
+        name: "ec_dot2",
+        deps: &[],
+        code: "/* KIR's Dot2: lo16(a) * lo16(b) + hi16(a) * hi16(b) (+ acc), wrapping: SMUAD/SMLAD with\n\
+ * Arm's DSP extension (Cortex-M4/M7/M33/M55), the same sums in portable C elsewhere. */\n\
+#if defined(__ARM_FEATURE_DSP)\n\
+#include <arm_acle.h>\n\
+EC_FN int32_t ec_smuad(int32_t a, int32_t b) { return __smuad(a, b); }\n\
+EC_FN int32_t ec_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }\n\
+#else\n\
+EC_FN int32_t ec_smuad(int32_t a, int32_t b)\n\
+{\n\
+    int32_t al = (int16_t)(uint16_t)(uint32_t)a, ah = (int16_t)(uint16_t)((uint32_t)a >> 16);\n\
+    int32_t bl = (int16_t)(uint16_t)(uint32_t)b, bh = (int16_t)(uint16_t)((uint32_t)b >> 16);\n\
+    return (int32_t)((uint32_t)(al * bl) + (uint32_t)(ah * bh));\n\
+}\n\
+EC_FN int32_t ec_smlad(int32_t a, int32_t b, int32_t acc) { return (int32_t)((uint32_t)acc + (uint32_t)ec_smuad(a, b)); }\n\
+#endif\n",
+    },
+    Helper {
         name: "ec_i32",
         deps: &[],
         code: "/* i32 arithmetic wraps (done in uint32_t); x / 0 and x % 0 give 0. */\n\
@@ -56,9 +75,30 @@ EC_FN int32_t ec_shr_i32(int32_t a, int32_t b)\n\
 EC_FN int32_t ec_ushr_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a >> b); }\n",
     },
     Helper {
+        name: "ec_ix32",
+        deps: &[],
+        code: "/* Index arithmetic on 32-bit targets: int32_t, wrapping like i32 (add, sub and mul\n\
+ * inlined as the i64 ones, being on every address); x / 0 and x % 0 give 0. I64 -> Index\n\
+ * saturates, so an out-of-range index from runtime data stays out of range. */\n\
+EC_INL int32_t ec_add_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }\n\
+EC_INL int32_t ec_sub_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }\n\
+EC_INL int32_t ec_mul_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * (uint32_t)b); }\n\
+EC_INL int32_t ec_sat_ix(int64_t a) { return a < INT32_MIN ? INT32_MIN : a > INT32_MAX ? INT32_MAX : (int32_t)a; }\n\
+EC_FN int32_t ec_neg_ix(int32_t a) { return (int32_t)(0u - (uint32_t)a); }\n\
+EC_FN int32_t ec_abs_ix(int32_t a) { return a < 0 ? ec_neg_ix(a) : a; }\n\
+EC_FN int32_t ec_div_ix(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? ec_neg_ix(a) : a / b; }\n\
+EC_FN int32_t ec_rem_ix(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }\n\
+EC_FN int32_t ec_min_ix(int32_t a, int32_t b) { return a < b ? a : b; }\n\
+EC_FN int32_t ec_max_ix(int32_t a, int32_t b) { return a > b ? a : b; }\n\
+EC_FN int32_t ec_shl_ix(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a << b); }\n\
+EC_FN int32_t ec_shr_ix(int32_t a, int32_t b)\n\
+{\n    if (b < 0 || b >= 32) return a < 0 ? -1 : 0;\n    return a < 0 ? (int32_t)~(~(uint32_t)a >> b) : (int32_t)((uint32_t)a >> b);\n}\n\
+EC_FN int32_t ec_ushr_ix(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a >> b); }\n",
+    },
+    Helper {
         name: "ec_i64",
         deps: &[],
-        code: "/* i64 (and index) arithmetic wraps (done in uint64_t); x / 0 and x % 0 give 0. */\n\
+        code: "/* i64 (and 64-bit index) arithmetic wraps (done in uint64_t); x / 0 and x % 0 give 0. */\n\
 EC_INL int64_t ec_add_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }\n\
 EC_INL int64_t ec_sub_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }\n\
 EC_INL int64_t ec_mul_i64(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }\n\

@@ -1,10 +1,26 @@
 //! One KIR kernel → one `static int` C function.
 //!
 //! Expressions become C expressions of a fixed C type per KIR type (F32 `float`, F64
-//! `double`, I32 `int32_t`, I64 and Index `int64_t`, Bool `int` holding 0/1). Wherever
-//! a C operator's semantics differ from the KIR interpreter's (overflow, division by
-//! zero, shifts, float → int, min/max, rounding), the expression calls a helper from
-//! [`super::helpers`] instead, and the helper's group is recorded in `used`.
+//! `double`, I32 `int32_t`, I64 `int64_t`, Bool `int` holding 0/1, and Index the
+//! target's pointer width: `int64_t`, or `int32_t` on 32-bit targets, where 64-bit
+//! address arithmetic costs 2–4 instructions per add or multiply and twice the
+//! registers). Wherever a C operator's semantics differ from the KIR interpreter's
+//! (overflow, division by zero, shifts, float → int, min/max, rounding), the expression
+//! calls a helper from [`super::helpers`] instead, and the helper's group is recorded
+//! in `used`.
+//!
+//! With a 32-bit Index, KIR (whose interpreter computes Index in 64 bits and lets I64
+//! and Index mix) needs care at the seams:
+//! - an operation mixing I64 and Index is done in `int64_t` and is I64 (the interpreter's
+//!   result, exactly);
+//! - I64 → Index (a cast, or an I64 value set into an Index variable) saturates to the
+//!   int32 range (`ec_sat_ix`): an index read from runtime data (Gather, ScatterND,
+//!   Slice ...) that does not fit stays out of range, so the lowering's bounds checks
+//!   still reject it, where truncation could alias it to a valid index;
+//! - Index literals outside int32 (clamping sentinels) are emitted as I64, so the
+//!   operations they take part in are done in 64 bits;
+//! - Index → I64 sign-extends; float → Index saturates like float → I32;
+//! - a buffer or loop too large for a 32-bit index is a compile error.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -24,12 +40,13 @@ fn malformed(what: impl Into<String>) -> BackendError {
     BackendError::Failed { backend: "c", what: format!("malformed KIR: {}", what.into()) }
 }
 
-/// The C type of an expression type.
-pub fn c_type(t: Ty) -> &'static str {
+/// The C type of an expression type; `index32`: Index is `int32_t` (32-bit targets).
+pub fn c_type(t: Ty, index32: bool) -> &'static str {
     match t {
         Ty::F32 => "float",
         Ty::F64 => "double",
         Ty::I32 => "int32_t",
+        Ty::Index if index32 => "int32_t",
         Ty::I64 | Ty::Index => "int64_t",
         Ty::Bool => "int",
     }
@@ -58,6 +75,8 @@ pub struct KernelGen<'a> {
     pub program: &'a Program,
     pub layout: &'a Layout,
     pub used: &'a mut BTreeSet<&'static str>,
+    /// Index is `int32_t` (the target's pointers are 32-bit), see the module doc.
+    pub index32: bool,
 }
 
 impl KernelGen<'_> {
@@ -83,7 +102,7 @@ impl KernelGen<'_> {
                 Ty::F64 => "0.0",
                 _ => "0",
             };
-            let _ = writeln!(out, "    {} v{i} = {zero};", c_type(t));
+            let _ = writeln!(out, "    {} v{i} = {zero};", c_type(t, self.index32));
         }
         // Not every kernel reads every pointer or variable; silence -Wunused.
         out.push_str("    (void)w; (void)a; (void)in; (void)out;\n");
@@ -98,6 +117,14 @@ impl KernelGen<'_> {
     fn buffer_decl(&self, b: BufId, stored: bool, out: &mut String) -> Result<()> {
         let buf = self.program.buffers.get(b.0 as usize).ok_or_else(|| malformed(format!("buffer {} does not exist", b.0)))?;
         let t = storage_type(buf.dtype)?;
+        if self.index32 && buf.len().checked_mul(buf.dtype.size()).is_none_or(|n| n > i32::MAX as usize) {
+            return Err(unsupported(format!(
+                "buffer '{}' ({} elements of {}): too large for the 32-bit indices of this target",
+                buf.name,
+                buf.len(),
+                buf.dtype
+            )));
+        }
         let place = self.layout.places.get(b.0 as usize).copied().unwrap_or(Place::Unused);
         // restrict only where it holds whatever the caller passes: weights are never
         // written, and arena buffers used by one kernel never overlap (plan::memory).
@@ -124,7 +151,16 @@ impl KernelGen<'_> {
                 Stmt::Loop { var, extent, body } => {
                     self.var_ty(k, var.0, Some(Ty::Index))?;
                     let v = var.0;
-                    let _ = writeln!(out, "{pad}for (v{v} = 0; v{v} < INT64_C({extent}); ++v{v}) {{");
+                    let vt = self.var_ty(k, v, None)?;
+                    let bound = if self.index32 && vt == Ty::Index {
+                        if *extent > i32::MAX as usize {
+                            return Err(unsupported(format!("a loop of {extent} iterations with 32-bit indices")));
+                        }
+                        extent.to_string()
+                    } else {
+                        format!("INT64_C({extent})")
+                    };
+                    let _ = writeln!(out, "{pad}for (v{v} = 0; v{v} < {bound}; ++v{v}) {{");
                     self.block(k, body, depth + 1, out)?;
                     let _ = writeln!(out, "{pad}}}");
                 }
@@ -134,6 +170,7 @@ impl KernelGen<'_> {
                     if vt != t && !(is_index_like(vt) && is_index_like(t)) {
                         return Err(malformed(format!("v{} of type {t:?} set to a {vt:?}", var.0)));
                     }
+                    let c = self.cast(t, c, vt);
                     let _ = writeln!(out, "{pad}v{} = {c};", var.0);
                 }
                 Stmt::Store { buf, index, value } => {
@@ -210,7 +247,17 @@ impl KernelGen<'_> {
                 if matches!(l, Lit::F32(v) if !v.is_finite()) || matches!(l, Lit::F64(v) if !v.is_finite()) {
                     self.used.insert("ec_bits");
                 }
-                (literal(*l), l.ty())
+                match *l {
+                    Lit::Index(v) if self.index32 => match i32::try_from(v) {
+                        Ok(i32::MIN) => ("(-2147483647 - 1)".into(), Ty::Index),
+                        Ok(v) if v < 0 => (format!("({v})"), Ty::Index),
+                        Ok(v) => (v.to_string(), Ty::Index),
+                        // A sentinel beyond int32: an I64, so whatever it meets is done
+                        // in 64 bits, and saturates if it becomes an Index.
+                        Err(_) => (literal(Lit::I64(v)), Ty::I64),
+                    },
+                    l => (literal(l), l.ty()),
+                }
             }
             Expr::Var(v) => (format!("v{}", v.0), self.var_ty(k, v.0, None)?),
             Expr::Load { buf, index } => {
@@ -241,12 +288,24 @@ impl KernelGen<'_> {
                 let (a, t) = self.expr(k, a)?;
                 (self.unary(*op, a, t)?, t)
             }
+            // `acc + Dot2(x, w)`: one SMLAD with Arm's DSP extension.
+            Expr::Binary(BinOp::Add, acc, d) if matches!(&**d, Expr::Binary(BinOp::Dot2, _, _)) => {
+                let Expr::Binary(_, x, w) = &**d else { unreachable!() };
+                let (acc, at) = self.expr(k, acc)?;
+                let (x, xt) = self.expr(k, x)?;
+                let (w, wt) = self.expr(k, w)?;
+                if (at, xt, wt) != (Ty::I32, Ty::I32, Ty::I32) {
+                    return Err(malformed(format!("dot2 of {xt:?} and {wt:?} into {at:?}")));
+                }
+                (self.call("ec_dot2", "ec_smlad", &[&x, &w, &acc]), Ty::I32)
+            }
             Expr::Binary(op, a, b) => {
                 let (a, at) = self.expr(k, a)?;
                 let (b, bt) = self.expr(k, b)?;
                 if at != bt && !(is_index_like(at) && is_index_like(bt)) {
                     return Err(malformed(format!("{op:?} of {at:?} and {bt:?}")));
                 }
+                let at = self.join(at, bt);
                 let t = if op.is_comparison() { Ty::Bool } else { at };
                 (self.binary(*op, a, b, at)?, t)
             }
@@ -257,7 +316,7 @@ impl KernelGen<'_> {
                 if ct != Ty::Bool || (at != bt && !(is_index_like(at) && is_index_like(bt))) {
                     return Err(malformed(format!("select on {ct:?} of {at:?} and {bt:?}")));
                 }
-                (format!("({c} ? {a} : {b})"), at)
+                (format!("({c} ? {a} : {b})"), self.join(at, bt))
             }
             Expr::Cast(t, a) => {
                 let (a, at) = self.expr(k, a)?;
@@ -294,10 +353,12 @@ impl KernelGen<'_> {
         Ok(match (op, t) {
             (UnOp::Neg, Ty::F32 | Ty::F64) => format!("(-{a})"),
             (UnOp::Neg, Ty::I32) => self.call("ec_i32", "ec_neg_i32", &[&a]),
+            (UnOp::Neg, Ty::Index) if self.index32 => self.call("ec_ix32", "ec_neg_ix", &[&a]),
             (UnOp::Neg, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_neg_i64", &[&a]),
             (UnOp::Abs, Ty::F32) => self.call("ec_abs_f", "ec_abs_f32", &[&a]),
             (UnOp::Abs, Ty::F64) => self.call("ec_abs_f", "ec_abs_f64", &[&a]),
             (UnOp::Abs, Ty::I32) => self.call("ec_i32", "ec_abs_i32", &[&a]),
+            (UnOp::Abs, Ty::Index) if self.index32 => self.call("ec_ix32", "ec_abs_ix", &[&a]),
             (UnOp::Abs, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_abs_i64", &[&a]),
             (UnOp::Not, Ty::Bool) => format!("(!{a})"),
             (UnOp::Not, Ty::I32 | Ty::I64 | Ty::Index) => format!("(~{a})"),
@@ -368,9 +429,14 @@ impl KernelGen<'_> {
                     Shl => "shl",
                     Shr => "shr",
                     UShr => "ushr",
+                    Dot2 if t == Ty::I32 => return Ok(self.call("ec_dot2", "ec_smuad", &[a, b])),
                     _ => return Err(malformed(format!("{op:?} on {t:?}"))),
                 };
-                let (group, suffix) = if t == Ty::I32 { ("ec_i32", "i32") } else { ("ec_i64", "i64") };
+                let (group, suffix) = match t {
+                    Ty::I32 => ("ec_i32", "i32"),
+                    Ty::Index if self.index32 => ("ec_ix32", "ix"),
+                    _ => ("ec_i64", "i64"),
+                };
                 let f = format!("ec_{name}_{suffix}");
                 self.used.insert(group);
                 format!("{f}({}, {})", strip(a), strip(b))
@@ -381,9 +447,20 @@ impl KernelGen<'_> {
 
     /// C-style conversion with the interpreter's edge cases (see `kir::interp::cast`).
     fn cast(&mut self, to: Ty, a: String, from: Ty) -> String {
-        let same = from == to || (is_index_like(from) && is_index_like(to));
+        let same = from == to || (is_index_like(from) && is_index_like(to) && !self.index32);
         if same {
             return a;
+        }
+        if self.index32 {
+            match (to, from) {
+                // Saturates: see the module doc.
+                (Ty::Index, Ty::I64) => return self.call("ec_ix32", "ec_sat_ix", &[&a]),
+                (Ty::I64, Ty::Index) => return format!("((int64_t){a})"),
+                (Ty::I32, Ty::Index) | (Ty::Index, Ty::I32) => return a,
+                (Ty::Index, Ty::F32) => return self.call("ec_f2if", "ec_f2i32f", &[&a]),
+                (Ty::Index, Ty::F64) => return self.call("ec_f2i", "ec_f2i32", &[&a]),
+                _ => {}
+            }
         }
         match (to, from) {
             (Ty::Bool, Ty::F32) => format!("({a} != 0.0f)"),
@@ -391,13 +468,23 @@ impl KernelGen<'_> {
             (Ty::Bool, _) => format!("({a} != 0)"),
             (Ty::F32, Ty::Bool) => format!("({a} ? 1.0f : 0.0f)"),
             (Ty::F64, Ty::Bool) => format!("({a} ? 1.0 : 0.0)"),
-            (Ty::F32 | Ty::F64, _) => format!("(({}){a})", c_type(to)),
+            (Ty::F32 | Ty::F64, _) => format!("(({}){a})", c_type(to, self.index32)),
             (Ty::I32, Ty::F32) => self.call("ec_f2if", "ec_f2i32f", &[&a]),
             (Ty::I32, Ty::F64) => self.call("ec_f2i", "ec_f2i32", &[&a]),
             (Ty::I32, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_wrap_i32", &[&a]),
             (Ty::I64 | Ty::Index, Ty::F32) => self.call("ec_f2if", "ec_f2i64f", &[&a]),
             (Ty::I64 | Ty::Index, Ty::F64) => self.call("ec_f2i", "ec_f2i64", &[&a]),
-            (_, _) => format!("(({}){a})", c_type(to)),
+            (_, _) => format!("(({}){a})", c_type(to, self.index32)),
+        }
+    }
+
+    /// The type of an operation on `a` and `b` (equal, or I64 and Index): with a 32-bit
+    /// Index, mixing them is done in 64 bits (the interpreter's result).
+    fn join(&self, a: Ty, b: Ty) -> Ty {
+        if self.index32 && a != b && is_index_like(a) && is_index_like(b) {
+            Ty::I64
+        } else {
+            a
         }
     }
 

@@ -8,7 +8,8 @@
 //! the kernels in order.
 //!
 //! Semantics are the KIR interpreter's (`kir/interp.rs`) to the bit, except `Fma` on
-//! f64, which rounds twice (C99 has no fused multiply-add without libm). See
+//! f64, which rounds twice (C99 has no fused multiply-add without libm), and `Index`
+//! on 32-bit targets, which is `int32_t` (see `kernel`'s module doc). See
 //! docs/c-backend.md.
 
 mod helpers;
@@ -74,7 +75,10 @@ pub fn emit_source(input: &Input) -> Result<String, BackendError> {
     let mut kernels = String::new();
     let mut calls = String::new();
     {
-        let mut gen = kernel::KernelGen { program, layout, used: &mut used };
+        // `EDGEC_C_INDEX64=1` keeps Index 64-bit on 32-bit targets: the code before the
+        // 32-bit Index, kept so that its worth can be measured (docs/benchmarks.md).
+        let index32 = options.target.pointer_bits == 32 && std::env::var_os("EDGEC_C_INDEX64").is_none();
+        let mut gen = kernel::KernelGen { program, layout, used: &mut used, index32 };
         for (i, k) in program.kernels.iter().enumerate() {
             let f = format!("{name}_k{i}");
             gen.kernel(k, &f, &mut kernels)?;

@@ -195,6 +195,21 @@ impl KernelCx<'_, '_> {
                 let amount = self.b.ins().select(in_range, b, max);
                 self.b.ins().sshr(a, amount)
             }
+            BinOp::Dot2 => {
+                // Scalar: the two sign-extended int16 halves of each operand (KIR makes
+                // Dot2 I32-only; the validator and the interpreter reject other types).
+                let halves = |fb: &mut Self, v: Value| {
+                    let sixteen = fb.b.ins().iconst(types::I32, 16);
+                    let lo = fb.b.ins().ishl(v, sixteen);
+                    let lo = fb.b.ins().sshr(lo, sixteen);
+                    let hi = fb.b.ins().sshr(v, sixteen);
+                    (lo, hi)
+                };
+                let ((al, ah), (bl, bh)) = (halves(self, a), halves(self, b));
+                let lo = self.b.ins().imul(al, bl);
+                let hi = self.b.ins().imul(ah, bh);
+                self.b.ins().iadd(lo, hi)
+            }
             BinOp::Eq => self.b.ins().icmp(IntCC::Equal, a, b),
             BinOp::Ne => self.b.ins().icmp(IntCC::NotEqual, a, b),
             BinOp::Lt => self.b.ins().icmp(IntCC::SignedLessThan, a, b),

@@ -23,6 +23,9 @@ pub struct Caps {
     pub fma: bool,
     /// 128-bit SIMD (`f32x4`) for the vectoriser.
     pub simd128: bool,
+    /// A vector fma can take one lane of a register as the splatted factor (aarch64's
+    /// `fmla` by element): four consecutive A factors are loaded as one vector.
+    pub lane_fma: bool,
 }
 
 fn failed(what: impl std::fmt::Display) -> BackendError {
@@ -45,10 +48,11 @@ pub fn for_target(target: &Target) -> Result<(OwnedTargetIsa, Caps), BackendErro
             let b = cranelift_native::builder().map_err(|e| unsupported(format!("host ISA: {e}")))?;
             let simd128 = matches!(b.triple().architecture, Architecture::X86_64 | Architecture::Aarch64(_));
             // x86_64's optional features are read back from the finished ISA below.
-            (b, Caps { rounding: true, fma: true, simd128 })
+            let lane_fma = matches!(b.triple().architecture, Architecture::Aarch64(_));
+            (b, Caps { rounding: true, fma: true, simd128, lane_fma })
         }
         "cortex-a53" | "cortex-a55" | "cortex-a72" | "cortex-a76" => {
-            (lookup("aarch64-unknown-linux-gnu")?, Caps { rounding: true, fma: true, simd128: true })
+            (lookup("aarch64-unknown-linux-gnu")?, Caps { rounding: true, fma: true, simd128: true, lane_fma: true })
         }
         "riscv64" | "riscv64-v" => {
             let mut b = lookup("riscv64gc-unknown-linux-gnu")?;
@@ -60,7 +64,7 @@ pub fn for_target(target: &Target) -> Result<(OwnedTargetIsa, Caps), BackendErro
             }
             // The vectoriser only emits f32x4; on riscv64 it stays scalar (Cranelift's
             // RVV support is partial), so `has_v` only lets Cranelift use it itself.
-            (b, Caps { rounding: true, fma: true, simd128: false })
+            (b, Caps { rounding: true, fma: true, simd128: false, lane_fma: false })
         }
         other => return Err(unsupported(format!("target '{other}' (Cranelift generates x86_64, aarch64 and riscv64 only)"))),
     };

@@ -40,6 +40,9 @@ pub struct KernelCx<'a, 'f> {
     bases: Vec<Option<Value>>,
     /// Occurrences of each KIR variable in the whole kernel (see `vector::count_uses`).
     pub uses: Vec<u32>,
+    /// Whether the kernel stores to each buffer: the others are read-only for the whole
+    /// function, so their loads may be moved (see `block::KernelCx::block_loop`).
+    pub written: Vec<bool>,
 }
 
 pub fn define(module: &mut ObjectModule, id: FuncId, sig: &Signature, input: &Input, k: &Kernel, caps: Caps) -> Result<(), BackendError> {
@@ -68,7 +71,9 @@ pub fn define(module: &mut ObjectModule, id: FuncId, sig: &Signature, input: &In
 
     let mut uses = vec![0; k.vars.len()];
     super::vector::count_uses(&k.body, &mut uses);
-    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases, uses };
+    let mut written = vec![false; input.program.buffers.len()];
+    mark_written(&k.body, &mut written);
+    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases, uses, written };
     cx.stmts(&k.body)?;
     let ok = cx.b.ins().iconst(types::I32, 0);
     cx.b.ins().return_(&[ok]);
@@ -121,6 +126,20 @@ fn mark_touched(stmts: &[Stmt], out: &mut [bool]) {
     }
 }
 
+fn mark_written(stmts: &[Stmt], out: &mut [bool]) {
+    for s in stmts {
+        match s {
+            Stmt::Loop { body, .. } => mark_written(body, out),
+            Stmt::Store { buf, .. } => mark_buf(*buf, out),
+            Stmt::If { then, els, .. } => {
+                mark_written(then, out);
+                mark_written(els, out);
+            }
+            Stmt::Set { .. } | Stmt::Fail(_) => {}
+        }
+    }
+}
+
 fn mark_buf(b: BufId, out: &mut [bool]) {
     if let Some(t) = out.get_mut(b.0 as usize) {
         *t = true;
@@ -147,6 +166,14 @@ fn mark_expr(e: &Expr, out: &mut [bool]) {
     }
 }
 
+/// The body of the single loop `body` holds (a register block's inner loop).
+fn body_of(body: &[Stmt]) -> &[Stmt] {
+    match body {
+        [Stmt::Loop { body, .. }] => body,
+        _ => body,
+    }
+}
+
 impl KernelCx<'_, '_> {
     fn stmts(&mut self, stmts: &[Stmt]) -> Result<(), BackendError> {
         for s in stmts {
@@ -162,7 +189,10 @@ impl KernelCx<'_, '_> {
                 if ty != types::I64 {
                     return Err(failed(format!("loop variable v{} of type {ty}", var.0)));
                 }
-                if let Some(plan) = self.vector_plan(*var, *extent, body) {
+                if let Some((kinner, width)) = self.promotable(*var, body) {
+                    let inner = self.var(kinner)?;
+                    self.block_loop(v, *extent, inner, kinner, width, body_of(body))
+                } else if let Some(plan) = self.vector_plan(*var, *extent, body) {
                     self.vector_loop(v, *var, *extent, body, &plan)
                 } else {
                     self.scalar_loop(v, 0, *extent, body)

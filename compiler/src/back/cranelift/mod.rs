@@ -13,6 +13,7 @@
 //! SSE4.1) are built from integer and float primitives in [`storage`] and [`float`].
 //! Output is reproducible: the same input gives a byte-identical object.
 
+mod block;
 mod entry;
 mod expr;
 mod float;
@@ -30,7 +31,7 @@ use cranelift_module::{DataDescription, DataId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
 use super::{BackendError, Input};
-use crate::kir::{Program, Ty};
+use crate::kir::{GemmTiles, Program, Ty};
 
 use isa::Caps;
 
@@ -42,6 +43,16 @@ pub(crate) fn failed(what: impl std::fmt::Display) -> BackendError {
 
 pub(crate) fn unsupported(what: impl Into<String>) -> BackendError {
     BackendError::Unsupported { backend: BACKEND, what: what.into() }
+}
+
+/// The GEMM tile layout to lower for `target`: [`GemmTiles::Panels`] where the vectoriser
+/// keeps the tiles in f32x4 registers (128-bit SIMD with fused multiply-add), the
+/// scalar-friendly default elsewhere (riscv64, an x86_64 host without FMA).
+pub fn gemm_tiles(target: &crate::targets::Target) -> GemmTiles {
+    match isa::for_target(target) {
+        Ok((_, caps)) if caps.simd128 && caps.fma => GemmTiles::Panels { depth: if caps.lane_fma { 4 } else { 1 } },
+        _ => GemmTiles::default(),
+    }
 }
 
 /// Compiles the program into an ELF object defining `NAME_run` (and `NAME_weights` with

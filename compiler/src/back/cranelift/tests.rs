@@ -285,7 +285,7 @@ fn vectorised_transcendentals_match_the_interpreter_bit_for_bit() {
     // Vectorised or not, kernel by kernel: compile each alone both ways.
     let expect_vector = ["Exp", "Log", "Tanh", "Erf", "Sin", "Cos", "Atan", "Sinh", "Cosh", "Asinh", "Atanh", "Floor", "Round", "pow", "bits", "expsum"];
     for (ki, kernel) in p.kernels.iter().enumerate() {
-        let one = Program { buffers: p.buffers.clone(), kernels: vec![kernel.clone()] };
+        let one = Program { buffers: p.buffers.clone(), kernels: vec![kernel.clone()], ..Program::default() };
         let obj = |simd128| {
             let (isa, caps) = isa::for_target(crate::targets::find("host").unwrap()).unwrap();
             let l = layout(&one);
@@ -294,4 +294,41 @@ fn vectorised_transcendentals_match_the_interpreter_bit_for_bit() {
         };
         assert_eq!(obj(true) != obj(false), expect_vector.contains(&kernel.name.as_str()), "kernel {ki} ({})", kernel.name);
     }
+}
+
+/// A GEMM register block (stores fixed over the `k` loop, as `lower::linalg`'s panel
+/// tiles build them): three rows, a 12-wide block kept in f32x4 registers over `k`, a
+/// constant B, a 2-wide scalar edge. Compiled with the host's SIMD and compared with the
+/// interpreter bit for bit.
+#[test]
+fn register_blocks_match_the_interpreter() {
+    let (m, k, n) = (3usize, 11usize, 14usize);
+    let xs: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.173).collect();
+    let ws: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 29) as f32 - 14.0) * 0.071).collect();
+    let mut p = Program::default();
+    let a = p.add_buffer("a", DType::F32, vec![m, k], BufKind::Input(0));
+    let w = std::sync::Arc::new(Tensor::from_vec(&[k, n], ws));
+    let b = p.add_buffer("b", DType::F32, vec![k, n], BufKind::Weight(w));
+    let y = p.add_buffer("y", DType::F32, vec![m, n], BufKind::Output(0));
+    let mut kb = KernelBuilder::new("gemm");
+    kb.for_(m * n, |kb, t| kb.store(y, t, e::f32(0.5)));
+    for (j0, width) in [(0, 12), (12, 2)] {
+        kb.for_(k, |kb, q| {
+            kb.for_(width, |kb, jj| {
+                let j = e::add(e::idx(j0), jj.clone());
+                for r in 0..m as i64 {
+                    let at = e::add(e::idx(r * n as i64), j.clone());
+                    let av = e::load(a, e::add(e::idx(r * k as i64), q.clone()));
+                    let bv = e::load(b, e::add(e::mul(q.clone(), e::idx(n as i64)), j.clone()));
+                    kb.store(y, at.clone(), e::fma(av, bv, e::load(y, at)));
+                }
+            })
+        });
+    }
+    p.kernels.push(kb.finish());
+    let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let (isa, caps) = isa::for_target(crate::targets::find("host").unwrap()).unwrap();
+    let got = run_native(&p, isa, caps, &bytes, "blocks");
+    let want = interp::run(&p, &[Tensor::from_vec(&[m, k], xs)]).unwrap();
+    assert_eq!(Some(got[0].clone()), crate::emit::bytes::to_le_bytes(&want[0]));
 }

@@ -36,11 +36,11 @@ use crate::back::BackendError;
 use crate::ir::DType;
 use crate::kir::{BinOp, BufId, Expr, Lit, Stmt, Ty, UnOp, Var};
 
-const LANES: usize = 4;
+pub(super) const LANES: usize = 4;
 
 /// The coefficient of `var` in an affine index expression, `None` when the expression
 /// is not affine in it (or reads memory).
-fn coefficient(e: &Expr, var: Var) -> Option<i64> {
+pub(super) fn coefficient(e: &Expr, var: Var) -> Option<i64> {
     match e {
         Expr::Lit(_) => Some(0),
         Expr::Var(v) => Some((*v == var) as i64),
@@ -59,7 +59,7 @@ fn coefficient(e: &Expr, var: Var) -> Option<i64> {
 
 /// `e` as `sum(coef * var) + constant` over Index variables, `None` when it is not
 /// affine (or reads memory).
-fn affine(e: &Expr) -> Option<(BTreeMap<Var, i64>, i64)> {
+pub(super) fn affine(e: &Expr) -> Option<(BTreeMap<Var, i64>, i64)> {
     let scale = |(m, c): (BTreeMap<Var, i64>, i64), k: i64| -> Option<(BTreeMap<Var, i64>, i64)> {
         let m = m.into_iter().map(|(v, x)| Some((v, x.checked_mul(k)?))).collect::<Option<_>>()?;
         Some((m, c.checked_mul(k)?))
@@ -87,7 +87,7 @@ fn affine(e: &Expr) -> Option<(BTreeMap<Var, i64>, i64)> {
 
 /// True when the elements `a` and `b` touch over `0..extent` of a coefficient-1 loop
 /// are disjoint: the same affine form up to a constant at least `extent` apart.
-fn disjoint(a: &Expr, b: &Expr, extent: usize) -> bool {
+pub(super) fn disjoint(a: &Expr, b: &Expr, extent: usize) -> bool {
     match (affine(a), affine(b)) {
         (Some((ma, ca)), Some((mb, cb))) => ma == mb && ca.abs_diff(cb) >= extent as u64,
         _ => false,
@@ -403,7 +403,7 @@ impl KernelCx<'_, '_> {
         ok.then_some(plan)
     }
 
-    fn is_f32(&self, buf: BufId) -> bool {
+    pub(super) fn is_f32(&self, buf: BufId) -> bool {
         self.prog.buffers.get(buf.0 as usize).is_some_and(|b| b.dtype == DType::F32)
     }
 
@@ -782,7 +782,7 @@ fn substitute(e: &Expr, subst: &[(*const Expr, Var)]) -> Expr {
     }
 }
 
-fn visit_loads<'e>(e: &'e Expr, f: &mut dyn FnMut(BufId, &'e Expr)) {
+pub(super) fn visit_loads<'e>(e: &'e Expr, f: &mut dyn FnMut(BufId, &'e Expr)) {
     match e {
         Expr::Lit(_) | Expr::Var(_) => {}
         Expr::Load { buf, index } => {
