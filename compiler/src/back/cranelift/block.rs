@@ -153,7 +153,7 @@ impl KernelCx<'_, '_> {
         for s in body {
             if let Stmt::Store { buf, value, .. } = s {
                 reuse.stored.push(*buf);
-                self.block_splats(value, kinner, &mut reuse)?;
+                self.block_splats(value, &mut reuse)?;
             }
         }
         if self.caps.lane_fma {
@@ -283,7 +283,7 @@ impl KernelCx<'_, '_> {
 
     /// Splats of the variables and literals in `e` (invariant by `block_vectorizable`), emitted
     /// before the loop.
-    fn block_splats(&mut self, e: &Expr, var: Var, reuse: &mut Reuse) -> Result<(), BackendError> {
+    fn block_splats(&mut self, e: &Expr, reuse: &mut Reuse) -> Result<(), BackendError> {
         match e {
             Expr::Lit(_) | Expr::Var(_) => {
                 if !reuse.splats.iter().any(|(x, _)| x == e) {
@@ -294,15 +294,15 @@ impl KernelCx<'_, '_> {
                 Ok(())
             }
             Expr::Load { .. } => Ok(()),
-            Expr::Unary(_, a) => self.block_splats(a, var, reuse),
+            Expr::Unary(_, a) => self.block_splats(a, reuse),
             Expr::Binary(_, a, b) => {
-                self.block_splats(a, var, reuse)?;
-                self.block_splats(b, var, reuse)
+                self.block_splats(a, reuse)?;
+                self.block_splats(b, reuse)
             }
             Expr::Fma(a, b, c) => {
-                self.block_splats(a, var, reuse)?;
-                self.block_splats(b, var, reuse)?;
-                self.block_splats(c, var, reuse)
+                self.block_splats(a, reuse)?;
+                self.block_splats(b, reuse)?;
+                self.block_splats(c, reuse)
             }
             _ => Ok(()),
         }
