@@ -4,8 +4,9 @@
 //! Each op is a loop over groups (`reduce::Groups`: the lanes of a softmax, the rows of
 //! a layer norm, the (instance, group) blocks of a group norm ...) with a few passes over
 //! the group's elements: statistics accumulate in kernel variables, then a last pass
-//! writes the outputs. Values are recomputed rather than staged in scratch memory
-//! (softmax evaluates `exp` twice), which keeps every kernel a single loop nest.
+//! writes the outputs. Values are recomputed rather than staged in scratch memory, which
+//! keeps every kernel a single loop nest; the exception is Softmax with an output that
+//! holds the compute type exactly, which keeps its exponentials there between passes.
 //! Float math runs in F32 for f32/f16/bf16 and in F64 for f64; the formulas, and where
 //! epsilon goes, are the evaluator's (`ops/normalize.rs`).
 
@@ -33,7 +34,10 @@ pub fn lower(op: &NormalizeOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: 
             let a = norm_axis(*axis, rank)?;
             // Before opset 13 the op runs over everything from `axis` on.
             let g = if *legacy_2d { Groups::new(shape, (0..rank).map(|d| d >= a).collect()) } else { Groups::along(shape, a) };
-            softmax(&mut k, &g, *kind, x.buf, y.buf, ft);
+            // `y` can hold the exponentials between the passes when it stores them
+            // exactly (an f16 output would round them).
+            let exact = matches!((y.ty.dtype, ft), (DType::F32, Ty::F32) | (DType::F64, Ty::F64));
+            softmax(&mut k, &g, *kind, x.buf, (y.buf, exact), ft);
         }
         NormalizeOp::Loss(l) => {
             drop(k);
@@ -165,7 +169,10 @@ impl Params {
 // Softmax, LogSoftmax, Hardmax
 
 /// One softmax-like op over each group of `x` into `y` (both of float type `ft`).
-fn softmax(k: &mut KernelBuilder, g: &Groups, kind: SoftmaxKind, x: BufId, y: BufId, ft: Ty) {
+/// `y_exact`: `y` stores values of type `ft` without rounding, so Softmax writes each
+/// exponential there in the summing pass and the last pass only scales it (one `exp` per
+/// element instead of two, with the same results: the stored value is the one summed).
+fn softmax(k: &mut KernelBuilder, g: &Groups, kind: SoftmaxKind, x: BufId, (y, y_exact): (BufId, bool), ft: Ty) {
     if g.size() == 0 {
         // Empty groups: nothing to write (and no first element to start a search at).
         return;
@@ -192,6 +199,17 @@ fn softmax(k: &mut KernelBuilder, g: &Groups, kind: SoftmaxKind, x: BufId, y: Bu
             k.set(m, e::select(e::bin(BinOp::Gt, v.clone(), e::var(m)), v, e::var(m)));
         });
         let shifted = |i: Expr| e::sub(e::load(x, i), e::var(m));
+        if kind == SoftmaxKind::Softmax && y_exact {
+            let s = k.let_(ft, flit(ft, 0.0));
+            g.for_elems(k, grp, |k, _, i| {
+                let ex = k.let_(ft, e::un(UnOp::Exp, shifted(i.clone())));
+                k.store(y, i, e::var(ex));
+                accumulate(k, s, e::var(ex));
+            });
+            let inv = k.let_(ft, e::div(flit(ft, 1.0), e::var(s)));
+            g.for_elems(k, grp, |k, _, i| k.store(y, i.clone(), e::mul(e::load(y, i), e::var(inv))));
+            return;
+        }
         let s = g.sum(k, grp, ft, flit(ft, 0.0), |i| e::un(UnOp::Exp, shifted(i)));
         match kind {
             SoftmaxKind::Softmax => {
@@ -379,7 +397,7 @@ fn lower_loss(l: &Loss, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Optio
             None => cx.scratch("log_prob", if ft == Ty::F64 { DType::F64 } else { DType::F32 }, shape.to_vec()),
         };
         let mut k = cx.kernel("log_softmax");
-        softmax(&mut k, &Groups::along(shape, 1), SoftmaxKind::LogSoftmax, x.buf, buf, ft);
+        softmax(&mut k, &Groups::along(shape, 1), SoftmaxKind::LogSoftmax, x.buf, (buf, false), ft);
         if let (Some(o), None) = (out, direct) {
             k.for_(o.len(), |k, i| k.store(o.buf, i.clone(), e::load(buf, i)));
         }

@@ -38,8 +38,10 @@ pub struct KernelCx<'a, 'f> {
     vars: Vec<(Variable, Type)>,
     /// Base address of each buffer the kernel touches, indexed by `BufId`.
     bases: Vec<Option<Value>>,
+    /// Occurrences of each KIR variable in the whole kernel (see `vector::count_uses`).
+    pub uses: Vec<u32>,
     /// Whether the kernel stores to each buffer: the others are read-only for the whole
-    /// function, so their loads may be moved (see `vector::KernelCx::block_loop`).
+    /// function, so their loads may be moved (see `block::KernelCx::block_loop`).
     pub written: Vec<bool>,
 }
 
@@ -67,9 +69,11 @@ pub fn define(module: &mut ObjectModule, id: FuncId, sig: &Signature, input: &In
         vars.push((v, clif(ty)));
     }
 
+    let mut uses = vec![0; k.vars.len()];
+    super::vector::count_uses(&k.body, &mut uses);
     let mut written = vec![false; input.program.buffers.len()];
     mark_written(&k.body, &mut written);
-    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases, written };
+    let mut cx = KernelCx { b, prog: input.program, caps, vars, bases, uses, written };
     cx.stmts(&k.body)?;
     let ok = cx.b.ins().iconst(types::I32, 0);
     cx.b.ins().return_(&[ok]);
@@ -188,8 +192,8 @@ impl KernelCx<'_, '_> {
                 if let Some((kinner, width)) = self.promotable(*var, body) {
                     let inner = self.var(kinner)?;
                     self.block_loop(v, *extent, inner, kinner, width, body_of(body))
-                } else if self.vectorizable(*var, *extent, body) {
-                    self.vector_loop(v, *var, *extent, body)
+                } else if let Some(plan) = self.vector_plan(*var, *extent, body) {
+                    self.vector_loop(v, *var, *extent, body, &plan)
                 } else {
                     self.scalar_loop(v, 0, *extent, body)
                 }
@@ -257,6 +261,13 @@ impl KernelCx<'_, '_> {
     /// The Cranelift type of a KIR variable.
     pub fn var_type(&self, v: crate::kir::Var) -> Option<Type> {
         self.vars.get(v.0 as usize).map(|&(_, t)| t)
+    }
+
+    /// A variable of the backend's own, beyond the kernel's (a serial statement's lane).
+    pub fn fresh_var(&mut self, ty: Type) -> crate::kir::Var {
+        let v = self.b.declare_var(ty);
+        self.vars.push((v, ty));
+        crate::kir::Var(self.vars.len() as u32 - 1)
     }
 
     fn typed_var(&self, v: crate::kir::Var) -> Result<(Variable, Type), BackendError> {

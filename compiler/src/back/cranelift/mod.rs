@@ -13,6 +13,7 @@
 //! SSE4.1) are built from integer and float primitives in [`storage`] and [`float`].
 //! Output is reproducible: the same input gives a byte-identical object.
 
+mod block;
 mod entry;
 mod expr;
 mod float;
