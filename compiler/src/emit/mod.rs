@@ -215,11 +215,20 @@ pub fn lower(graph: &Graph) -> Result<(Program, Layout)> {
 /// [`lower`] for the code `opts` asks for: the GEMM tiles suit its backend.
 pub fn lower_for(graph: &Graph, opts: &CompileOptions) -> Result<(Program, Layout)> {
     let tiles = match opts.code {
-        CodeKind::Object => back::cranelift::gemm_tiles(opts.target),
-        CodeKind::C => crate::kir::GemmTiles::default(),
+        // Packing B into panels makes a second copy of every GEMM weight while the
+        // original is alive: past PANEL_PACKING_MAX_BYTES of constants that would break
+        // the compile's memory bound (`edgec-testsuite scale`: peak RSS ≤ 1.5× the
+        // weights; with panels 1.9× on the 100M-parameter decoder), so large models keep
+        // the row passes, which read the weights as they are.
+        CodeKind::Object if crate::passes::quantize_weights::constant_bytes(graph) <= PANEL_PACKING_MAX_BYTES => back::cranelift::gemm_tiles(opts.target),
+        CodeKind::Object | CodeKind::C => crate::kir::GemmTiles::default(),
     };
     lower_with(graph, tiles)
 }
+
+/// Constant bytes up to which Cranelift targets get weights packed into GEMM panels
+/// (see [`lower_for`]).
+pub const PANEL_PACKING_MAX_BYTES: usize = 64 << 20;
 
 fn lower_with(graph: &Graph, tiles: crate::kir::GemmTiles) -> Result<(Program, Layout)> {
     let mut program = crate::lower::lower_with(graph, tiles)?;
