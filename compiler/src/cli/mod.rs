@@ -214,15 +214,8 @@ struct CompileArgs {
     name: Option<String>,
     #[command(flatten)]
     shapes: ShapeArgs,
-    #[arg(long, value_enum)]
-    quantize: Option<Quantize>,
-    /// Calibration inputs (test_data_set_* directories, or one): for --quantize int8;
-    /// for int4/int8-weights, the GPTQ rounding's (default: the model's test data).
-    #[arg(long)]
-    calibration: Option<PathBuf>,
-    /// --quantize int8: how activation ranges are taken from the calibration values.
-    #[arg(long = "calibration-method", value_enum, default_value = "minmax")]
-    calibration_method: CalibrationMethod,
+    #[command(flatten)]
+    quant: QuantizeFlags,
     /// --quantize int8: nodes (by name) to keep in float.
     #[arg(long = "keep-float", value_name = "NODE", num_args = 1..)]
     keep_float: Vec<String>,
@@ -313,18 +306,44 @@ struct ProfileArgs {
     /// instead of counting instructions under qemu-x86_64.
     #[arg(long, value_name = "RUNS")]
     time: Option<usize>,
-    /// Profile the int8 build (`int8` only: static post-training quantisation, as
-    /// `compile --quantize int8`).
+    /// `profile` takes `--quantize int8` only: it profiles the static post-training
+    /// quantisation build, as `compile --quantize int8` makes it.
+    #[command(flatten)]
+    quant: QuantizeFlags,
+    #[command(flatten)]
+    shapes: ShapeArgs,
+}
+
+/// The quantisation flags `compile` and `profile` share.
+#[derive(Args)]
+struct QuantizeFlags {
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
-    /// --quantize int8: the calibration inputs (test_data_set_* directories, or one).
+    /// Calibration inputs (test_data_set_* directories, or one): for --quantize int8;
+    /// for int4/int8-weights, the GPTQ rounding's (default: the model's test data).
     #[arg(long)]
     calibration: Option<PathBuf>,
     /// --quantize int8: how activation ranges are taken from the calibration values.
     #[arg(long = "calibration-method", value_enum, default_value = "minmax")]
     calibration_method: CalibrationMethod,
-    #[command(flatten)]
-    shapes: ShapeArgs,
+}
+
+impl QuantizeFlags {
+    /// The static int8 build's arguments, `None` without `--quantize int8`; a usage error
+    /// when int8 lacks its calibration or calibration comes without a quantize mode.
+    fn int8(&self, keep_float: &[String], test_data: &[PathBuf]) -> Result<Option<int8::Int8Args>> {
+        match (&self.quantize, &self.calibration) {
+            (Some(Quantize::Int8), Some(calibration)) => Ok(Some(int8::Int8Args {
+                calibration: calibration.clone(),
+                method: range_method(&self.calibration_method),
+                keep_float: keep_float.to_vec(),
+                test_data: test_data.to_vec(),
+            })),
+            (Some(Quantize::Int8), None) => Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into()),
+            (None, Some(_)) => Err(edgec::Error::Usage("--calibration goes with --quantize".into()).into()),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A target name from the contract, or a usage error listing them.
@@ -367,18 +386,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Run(a) => run::run(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &a.out_dir, &a.shapes.bindings()?),
         Command::Profile(a) => {
-            let int8 = match (&a.quantize, &a.calibration) {
-                (None, None) => None,
-                (Some(Quantize::Int8), Some(calibration)) => Some(int8::Int8Args {
-                    calibration: calibration.clone(),
-                    method: range_method(&a.calibration_method),
-                    keep_float: Vec::new(),
-                    test_data: Vec::new(),
-                }),
-                (Some(Quantize::Int8), None) => return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into()),
-                (None, Some(_)) => return Err(edgec::Error::Usage("--calibration goes with --quantize int8".into()).into()),
-                (Some(_), _) => return Err(edgec::Error::Usage("profile takes --quantize int8 only".into()).into()),
-            };
+            if matches!(a.quant.quantize, Some(Quantize::Int4 | Quantize::Int8Weights)) {
+                return Err(edgec::Error::Usage("profile takes --quantize int8 only".into()).into());
+            }
+            let int8 = a.quant.int8(&[], &[])?;
             let po = profile::ProfileOptions { top: a.top, time_runs: a.time, int8 };
             profile::profile(&a.model, &a.target, &a.data.inputs, a.data.inputs_dir.as_deref(), &po, &a.shapes.bindings()?)
         }
@@ -391,27 +402,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             if c_identifier(&name) != name {
                 return Err(edgec::Error::Usage(format!("--name '{name}' is not a C identifier")).into());
             }
-            if matches!(a.quantize, Some(Quantize::Int8)) && a.calibration.is_none() {
-                return Err(edgec::Error::Usage("--quantize int8 needs --calibration DIR".into()).into());
-            }
+            let int8 = a.quant.int8(&a.keep_float, &a.test_data)?;
             // Weight-only modes (passes::quantize_weights); int8 is static PTQ (cli/int8.rs).
-            let quantize = match a.quantize {
+            let quantize = match a.quant.quantize {
                 None | Some(Quantize::Int8) => None,
                 Some(Quantize::Int4) => Some(edgec::quantize::QuantizeMode::Int4),
                 Some(Quantize::Int8Weights) => Some(edgec::quantize::QuantizeMode::Int8Weights),
             };
-            if a.quantize.is_none() && !a.test_data.is_empty() {
+            if a.quant.quantize.is_none() && !a.test_data.is_empty() {
                 return Err(edgec::Error::Usage("--test-data on compile is for the accuracy report of --quantize".into()).into());
             }
-            if a.quantize.is_none() && (a.calibration.is_some() || !a.keep_float.is_empty()) {
-                return Err(edgec::Error::Usage("--calibration and --keep-float go with --quantize int8".into()).into());
+            if !matches!(a.quant.quantize, Some(Quantize::Int8)) && !a.keep_float.is_empty() {
+                return Err(edgec::Error::Usage("--keep-float goes with --quantize int8".into()).into());
             }
-            let int8 = a.calibration.clone().filter(|_| matches!(a.quantize, Some(Quantize::Int8))).map(|calibration| int8::Int8Args {
-                calibration,
-                method: range_method(&a.calibration_method),
-                keep_float: a.keep_float.clone(),
-                test_data: a.test_data.clone(),
-            });
             let code = match a.emit {
                 Some(Emit::C) => CodeKind::C,
                 Some(Emit::Obj) => CodeKind::Object,
@@ -437,11 +440,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                 ram_budget: a.ram_budget,
                 quantize,
                 test_data: a.test_data.clone(),
-                calibration: a.calibration.clone(),
+                calibration: a.quant.calibration.clone(),
             };
             let opts = CompileOptions { name: &name, target, code, embed_weights: a.embed_weights };
             if let Some((symbol, members)) = a.shapes.family()? {
-                if a.quantize.is_some() || a.report.is_some() || mcu {
+                if a.quant.quantize.is_some() || a.report.is_some() || mcu {
                     return Err(edgec::Error::Usage("a shape family (--dim SYMBOL=LO..HI) is compiled for a Cranelift target without --quantize or --report".into()).into());
                 }
                 return compile::compile_family(&a.model, &a.out_dir, &symbol, &members, &opts);
