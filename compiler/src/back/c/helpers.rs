@@ -77,23 +77,13 @@ EC_FN int32_t ec_ushr_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 
     Helper {
         name: "ec_ix32",
         deps: &[],
-        code: "/* Index arithmetic on 32-bit targets: int32_t, wrapping like i32 (add, sub and mul\n\
- * inlined as the i64 ones, being on every address); x / 0 and x % 0 give 0. I64 -> Index\n\
- * saturates, so an out-of-range index from runtime data stays out of range. */\n\
+        code: "/* Index arithmetic on 32-bit targets is int32_t and wraps like i32: add, sub and mul\n\
+ * are inlined here, being on every address; the other Index ops call the ec_i32 helpers.\n\
+ * I64 -> Index saturates, so an out-of-range index from runtime data stays out of range. */\n\
 EC_INL int32_t ec_add_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }\n\
 EC_INL int32_t ec_sub_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }\n\
 EC_INL int32_t ec_mul_ix(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * (uint32_t)b); }\n\
-EC_INL int32_t ec_sat_ix(int64_t a) { return a < INT32_MIN ? INT32_MIN : a > INT32_MAX ? INT32_MAX : (int32_t)a; }\n\
-EC_FN int32_t ec_neg_ix(int32_t a) { return (int32_t)(0u - (uint32_t)a); }\n\
-EC_FN int32_t ec_abs_ix(int32_t a) { return a < 0 ? ec_neg_ix(a) : a; }\n\
-EC_FN int32_t ec_div_ix(int32_t a, int32_t b) { return b == 0 ? 0 : b == -1 ? ec_neg_ix(a) : a / b; }\n\
-EC_FN int32_t ec_rem_ix(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 : a % b; }\n\
-EC_FN int32_t ec_min_ix(int32_t a, int32_t b) { return a < b ? a : b; }\n\
-EC_FN int32_t ec_max_ix(int32_t a, int32_t b) { return a > b ? a : b; }\n\
-EC_FN int32_t ec_shl_ix(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a << b); }\n\
-EC_FN int32_t ec_shr_ix(int32_t a, int32_t b)\n\
-{\n    if (b < 0 || b >= 32) return a < 0 ? -1 : 0;\n    return a < 0 ? (int32_t)~(~(uint32_t)a >> b) : (int32_t)((uint32_t)a >> b);\n}\n\
-EC_FN int32_t ec_ushr_ix(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a >> b); }\n",
+EC_INL int32_t ec_sat_ix(int64_t a) { return a < INT32_MIN ? INT32_MIN : a > INT32_MAX ? INT32_MAX : (int32_t)a; }\n",
     },
     Helper {
         name: "ec_i64",

@@ -353,12 +353,12 @@ impl KernelGen<'_> {
         Ok(match (op, t) {
             (UnOp::Neg, Ty::F32 | Ty::F64) => format!("(-{a})"),
             (UnOp::Neg, Ty::I32) => self.call("ec_i32", "ec_neg_i32", &[&a]),
-            (UnOp::Neg, Ty::Index) if self.index32 => self.call("ec_ix32", "ec_neg_ix", &[&a]),
+            (UnOp::Neg, Ty::Index) if self.index32 => self.call("ec_i32", "ec_neg_i32", &[&a]),
             (UnOp::Neg, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_neg_i64", &[&a]),
             (UnOp::Abs, Ty::F32) => self.call("ec_abs_f", "ec_abs_f32", &[&a]),
             (UnOp::Abs, Ty::F64) => self.call("ec_abs_f", "ec_abs_f64", &[&a]),
             (UnOp::Abs, Ty::I32) => self.call("ec_i32", "ec_abs_i32", &[&a]),
-            (UnOp::Abs, Ty::Index) if self.index32 => self.call("ec_ix32", "ec_abs_ix", &[&a]),
+            (UnOp::Abs, Ty::Index) if self.index32 => self.call("ec_i32", "ec_abs_i32", &[&a]),
             (UnOp::Abs, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_abs_i64", &[&a]),
             (UnOp::Not, Ty::Bool) => format!("(!{a})"),
             (UnOp::Not, Ty::I32 | Ty::I64 | Ty::Index) => format!("(~{a})"),
@@ -434,7 +434,9 @@ impl KernelGen<'_> {
                 };
                 let (group, suffix) = match t {
                     Ty::I32 => ("ec_i32", "i32"),
-                    Ty::Index if self.index32 => ("ec_ix32", "ix"),
+                    // 32-bit Index is int32_t: the address ops inline, the rest are i32's.
+                    Ty::Index if self.index32 && matches!(op, Add | Sub | Mul) => ("ec_ix32", "ix"),
+                    Ty::Index if self.index32 => ("ec_i32", "i32"),
                     _ => ("ec_i64", "i64"),
                 };
                 let f = format!("ec_{name}_{suffix}");
