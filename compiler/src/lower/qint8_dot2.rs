@@ -215,8 +215,8 @@ pub fn lower(
     x: &Operand,
     w: &Operand,
     bias: Option<&Operand>,
-    mult: &Operand,
-    shift: &Operand,
+    (mult, shift): (&Operand, &Operand),
+    neg: Option<(&Operand, &Operand)>,
     y: &Operand,
 ) -> Result<bool, OpError> {
     let (Some(wk), Some(qk), Some(sk)) = (&w.konst, &mult.konst, &shift.konst) else { return Ok(false) };
@@ -231,12 +231,28 @@ pub fn lower(
     if !Requant::applies(&qv, &sv) {
         return Ok(false);
     }
+    // An absorbed LeakyRelu's side, under the same conditions.
+    let negv = match neg {
+        None => None,
+        Some((nq, ns)) => {
+            let (Some(nqk), Some(nsk)) = (&nq.konst, &ns.konst) else { return Ok(false) };
+            let (Some(nqv), Some(nsv)) = (nqk.to_i64_vec(), nsk.to_i64_vec()) else { return Ok(false) };
+            if nqv.len() != plan.m || nsv.len() != plan.m || !Requant::applies(&nqv, &nsv) {
+                return Ok(false);
+            }
+            Some((nq.buf, nsv))
+        }
+    };
     if !weights_fit(op, &plan, w.shape()) {
         return Ok(false);
     }
     let xp = pack_input(op, cx, x, &plan);
     let wp = pack_weights(op, cx, &plan, &wv, w.buf);
-    let rq = requant_tables(cx, w.buf, mult.buf, &sv, bias.map(|b| b.buf));
+    let rq = RqBufs {
+        pos: requant_tables(cx, w.buf, "", mult.buf, &sv),
+        neg: negv.map(|(nq, nsv)| requant_tables(cx, w.buf, "_neg", nq, &nsv)),
+        bias: bias.map(|b| b.buf),
+    };
     let mut kb = cx.kernel("");
     emit_gather(op, &mut kb, &plan, xp, &wp, &rq, y.buf);
     cx.emit(kb.finish());
@@ -298,14 +314,21 @@ fn pack_input(op: &Int8Kernel, cx: &mut LowerCx, x: &Operand, plan: &Plan) -> Bu
 /// shift (known at compile time) `sh = e - 1` and `K = 2^30 + 2^(30 + e)` of
 /// [`Requant`], so the kernel does no 64-bit shifting.
 struct RqBufs {
-    mult: BufId,
-    sh: BufId,
-    kpos: BufId,
+    pos: RqSide,
+    /// An absorbed LeakyRelu's side, for negative accumulators.
+    neg: Option<RqSide>,
     bias: Option<BufId>,
 }
 
-fn requant_tables(cx: &mut LowerCx, w: BufId, mult: BufId, shift: &[i64], bias: Option<BufId>) -> RqBufs {
-    let name = cx.prog.buffer(w).name.clone();
+#[derive(Clone, Copy)]
+struct RqSide {
+    mult: BufId,
+    sh: BufId,
+    kpos: BufId,
+}
+
+fn requant_tables(cx: &mut LowerCx, w: BufId, tag: &str, mult: BufId, shift: &[i64]) -> RqSide {
+    let name = format!("{}{tag}", cx.prog.buffer(w).name);
     let m = shift.len();
     // e = -shift in 1..=31 (checked by `Requant::applies`).
     let sh: Vec<i32> = shift.iter().map(|&s| (-s - 1) as i32).collect();
@@ -313,7 +336,7 @@ fn requant_tables(cx: &mut LowerCx, w: BufId, mult: BufId, shift: &[i64], bias: 
     let sh = cx.prog.add_buffer(format!("{name}.rq_sh"), DType::I32, vec![m], BufKind::Weight(Arc::new(Tensor::from_vec(&[m], sh))));
     let kpos =
         cx.prog.add_buffer(format!("{name}.rq_k"), DType::I64, vec![m], BufKind::Weight(Arc::new(Tensor::from_vec(&[m], kpos))));
-    RqBufs { mult, sh, kpos, bias }
+    RqSide { mult, sh, kpos }
 }
 
 /// Every combination of per-axis phases (one for Conv and dense layers), with its taps:
@@ -572,11 +595,13 @@ impl GatherCx<'_> {
         }
         for r in 0..rows {
             let oc = self.oc(om0, r);
-            let c = ChanVars {
-                q: kb.let_(Ty::I32, e::load(self.rq.mult, oc.clone())),
-                kpos: kb.let_(Ty::I64, e::load(self.rq.kpos, oc.clone())),
-                sh: kb.let_(Ty::I32, e::load(self.rq.sh, oc.clone())),
+            let chan = |kb: &mut KernelBuilder, side: &RqSide| ChanVars {
+                q: kb.let_(Ty::I32, e::load(side.mult, oc.clone())),
+                kpos: kb.let_(Ty::I64, e::load(side.kpos, oc.clone())),
+                sh: kb.let_(Ty::I32, e::load(side.sh, oc.clone())),
             };
+            let c = chan(kb, &self.rq.pos);
+            let cn = self.rq.neg.as_ref().map(|side| chan(kb, side));
             let y0 = imul(iadd(imul(self.b.clone(), plan.m as i64), oc), self.sp_out as i64);
             for p in 0..pn {
                 let o: Vec<Expr> = (0..=last)
@@ -586,7 +611,7 @@ impl GatherCx<'_> {
                         iadd(imul(u, ph.ostride as i64), e::idx(ph.phase as i64))
                     })
                     .collect();
-                let v = requant(kb, self.op, e::var(acc[r][p]), &c);
+                let v = requant(kb, self.op, e::var(acc[r][p]), &c, cn.as_ref());
                 kb.store(self.y, iadd(y0.clone(), linear(&plan.out_sp, &o)), v);
             }
         }
@@ -601,9 +626,21 @@ struct ChanVars {
 }
 
 /// `clamp(y_zp + mbqm(acc), lo, hi)` with the constants of [`Requant`].
-fn requant(kb: &mut KernelBuilder, op: &Int8Kernel, acc: Expr, c: &ChanVars) -> Expr {
+fn requant(kb: &mut KernelBuilder, op: &Int8Kernel, acc: Expr, pos: &ChanVars, neg_side: Option<&ChanVars>) -> Expr {
     let a = kb.let_(Ty::I32, acc);
     let neg = e::bin(BinOp::Lt, e::var(a), e::i32(0));
+    // With an absorbed LeakyRelu, a negative accumulator takes the other side's constants.
+    let c = match neg_side {
+        None => ChanVars { q: pos.q, kpos: pos.kpos, sh: pos.sh },
+        Some(n) => {
+            let pick = |kb: &mut KernelBuilder, ty: Ty, p: Var, q: Var| kb.let_(ty, e::select(neg.clone(), e::var(q), e::var(p)));
+            ChanVars {
+                q: pick(kb, Ty::I32, pos.q, n.q),
+                kpos: pick(kb, Ty::I64, pos.kpos, n.kpos),
+                sh: pick(kb, Ty::I32, pos.sh, n.sh),
+            }
+        }
+    };
     let k = e::select(neg, e::add(e::var(c.kpos), e::i64(-(1i64 << 31))), e::var(c.kpos));
     let t = e::add(e::mul(e::cast(Ty::I64, e::var(a)), e::cast(Ty::I64, e::var(c.q))), k);
     // The high word: a logical shift gives the same 32 bits as an arithmetic one, and C
