@@ -339,9 +339,11 @@ fn requant_tables(cx: &mut LowerCx, w: BufId, tag: &str, mult: BufId, shift: &[i
     RqSide { mult, sh, kpos }
 }
 
-/// Every combination of per-axis phases (one for Conv and dense layers), with its taps:
-/// (flat kernel index, input offset per axis).
-fn combos(plan: &Plan) -> Vec<(Vec<&AxisPhase>, Vec<(usize, Vec<i64>)>)> {
+/// A kernel tap: (flat kernel index, input offset per axis).
+type Tap = (usize, Vec<i64>);
+
+/// Every combination of per-axis phases (one for Conv and dense layers), with its taps.
+fn combos(plan: &Plan) -> Vec<(Vec<&AxisPhase>, Vec<Tap>)> {
     let ns = plan.in_sp.len();
     let mut combos: Vec<Vec<&AxisPhase>> = vec![vec![]];
     for ax in 0..ns {

@@ -213,7 +213,7 @@ fn match_unit(g: &Graph, n: NodeId) -> Option<Unit> {
         None => None,
         Some(alpha) => {
             let (q, s): (Vec<i32>, Vec<i32>) = acc_scale.iter().map(|a| quantize_multiplier(alpha * a / y_scale)).unzip();
-            if q.iter().any(|&q| q == 0) {
+            if q.contains(&0) {
                 return None;
             }
             Some((q, s))
