@@ -25,8 +25,9 @@ target/release/edgec-testsuite eval-text --quantize int4 --quantize int8-weights
 # bench fails when two counted runs differ or an output is wrong.
 target/release/edgec-testsuite bench --target cortex-m7 --target cortex-a53 --target riscv64 --dim past_sequence_length=16
 # int8 (docs/quantization.md): the onnxruntime QDQ dcgan within one step of ORT on
-# host, cortex-a53 and cortex-m7; digits_vae_decoder PTQ PSNR and weight size on cortex-m7.
-target/release/edgec-testsuite quant-int8
+# host, cortex-a53 and cortex-m7; digits_vae_decoder PTQ PSNR, weight size and (--strict)
+# instructions <= 0.6x float32 on cortex-m7.
+target/release/edgec-testsuite quant-int8 --strict
 # A generated ~100M-parameter decoder (external data) compiles for cortex-a53 within 60 s
 # and 1.5x its weight bytes of peak memory (docs/performance.md; ~40 s with generation).
 target/release/edgec-testsuite scale --python .venv/bin/python

@@ -272,6 +272,8 @@ fn unary(op: UnOp, v: Val) -> Result<Val, String> {
         (UnOp::Not, Val::Bool(x)) => Val::Bool(!x),
         (UnOp::Not, Val::I32(x)) => Val::I32(!x),
         (UnOp::Not, Val::I64(x)) => Val::I64(!x),
+        (UnOp::Sxtb16, Val::I32(x)) => Val::I32(sxtb16(x)),
+        (UnOp::Sxtb16, v) => return Err(format!("Sxtb16 of {v:?}")),
         (op, Val::F32(x)) => Val::F32(float_unary(op, x as f64) as f32),
         (op, Val::F64(x)) => Val::F64(float_unary(op, x)),
         (op, v) => return Err(format!("{op:?} of {v:?}")),
@@ -304,7 +306,7 @@ fn float_unary(op: UnOp, x: f64) -> f64 {
         UnOp::Atanh => x.atanh(),
         UnOp::Neg => -x,
         UnOp::Abs => x.abs(),
-        UnOp::Not => f64::NAN,
+        UnOp::Not | UnOp::Sxtb16 => f64::NAN,
     }
 }
 
@@ -429,6 +431,13 @@ fn ibin(op: BinOp, x: i64, y: i64, bits: u32) -> Option<i64> {
         BinOp::Dot2 if bits == 32 => wrap(dot2(x as i32, y as i32) as i64),
         _ => return None,
     })
+}
+
+/// `UnOp::Sxtb16`: bytes 0 and 2, sign-extended into the low and high int16 halves.
+pub fn sxtb16(a: i32) -> i32 {
+    let lo = (a as i8 as i32) & 0xFFFF;
+    let hi = ((a >> 16) as i8 as i32) << 16;
+    lo | hi
 }
 
 /// `BinOp::Dot2`: `lo(a) * lo(b) + hi(a) * hi(b)` over the sign-extended int16 halves,

@@ -118,7 +118,7 @@ fn unary(mut fb: Fb<'_>, op: UnOp, x: Expr) -> Expr {
         UnOp::Asinh => fb.asinh(x.clone()),
         UnOp::Acosh => fb.acosh(x.clone()),
         UnOp::Atanh => fb.atanh(x.clone()),
-        UnOp::Neg | UnOp::Abs | UnOp::Not | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc => {
+        UnOp::Neg | UnOp::Abs | UnOp::Not | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc | UnOp::Sxtb16 => {
             return Expr::Unary(op, Box::new(x));
         }
     };

@@ -140,6 +140,11 @@ pub enum UnOp {
     /// Round half to even.
     Round,
     Trunc,
+    /// I32 only: bytes 0 and 2 of the operand, each sign-extended into the int16 half
+    /// it sits in (`sext8(a) & 0xFFFF | sext8(a >> 16) << 16`): Arm's `SXTB16`, which
+    /// turns a word of four int8 weights into two int16 pairs for [`BinOp::Dot2`]
+    /// (`Sxtb16(a)` and `Sxtb16(a >>> 8)`).
+    Sxtb16,
     // Transcendentals: rewritten into primitives by `math::expand` before code generation.
     Exp,
     Log,
@@ -161,7 +166,10 @@ pub enum UnOp {
 impl UnOp {
     /// True for ops a backend must implement itself (everything else is expanded).
     pub fn is_primitive(self) -> bool {
-        matches!(self, UnOp::Neg | UnOp::Abs | UnOp::Not | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc)
+        matches!(
+            self,
+            UnOp::Neg | UnOp::Abs | UnOp::Not | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc | UnOp::Sxtb16
+        )
     }
 }
 

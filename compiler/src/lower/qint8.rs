@@ -31,13 +31,20 @@ pub fn lower(op: &Int8Kernel, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &
     if mult.len() != m || shift.len() != m {
         return Err(OpError::invalid(format!("Int8Kernel needs {m} multipliers and shifts")));
     }
+    // An absorbed LeakyRelu: the factor of negative accumulators.
+    let neg = match (ins.get(5).cloned().flatten(), ins.get(6).cloned().flatten()) {
+        (Some(q), Some(s)) if q.len() == m && s.len() == m => Some((q, s)),
+        (None, None) => None,
+        _ => return Err(OpError::invalid(format!("Int8Kernel needs {m} negative-side multipliers and shifts, or none"))),
+    };
+    let neg = neg.as_ref().map(|(q, s)| (q, s));
 
-    if super::qint8_dot2::lower(op, cx, x, w, bias.as_ref(), mult, shift, y)? {
+    if super::qint8_dot2::lower(op, cx, x, w, bias.as_ref(), (mult, shift), neg, y)? {
         return Ok(());
     }
     let acc_buf = cx.scratch("acc", DType::I32, y.shape().to_vec());
     lower_accumulate(op, cx, x, w, bias, acc_buf, y)?;
-    requant(op, cx, acc_buf, mult, shift, y, axis, m);
+    requant(op, cx, acc_buf, (mult, shift), neg, y, axis, m);
     Ok(())
 }
 
@@ -84,25 +91,49 @@ fn lower_accumulate(
 
 /// The `requant` kernel: accumulators to the output type.
 #[allow(clippy::too_many_arguments)]
-fn requant(op: &Int8Kernel, cx: &mut LowerCx, acc_buf: BufId, mult: &Operand, shift: &Operand, y: &Operand, axis: usize, m: usize) {
+fn requant(
+    op: &Int8Kernel,
+    cx: &mut LowerCx,
+    acc_buf: BufId,
+    (mult, shift): (&Operand, &Operand),
+    neg: Option<(&Operand, &Operand)>,
+    y: &Operand,
+    axis: usize,
+    m: usize,
+) {
 
     let outer: usize = y.shape()[..axis].iter().product();
     let inner: usize = y.shape()[axis + 1..].iter().product();
     let mut kb = cx.kernel("requant");
     kb.for_shape(&[outer, m], |kb, ix| {
         let (o, c) = (&ix[0], &ix[1]);
-        let q = kb.let_(Ty::I32, e::load(mult.buf, c.clone()));
-        let s = kb.let_(Ty::I32, e::load(shift.buf, c.clone()));
-        let left = kb.let_(Ty::I32, e::bin(BinOp::Max, e::var(s), e::i32(0)));
-        let right = kb.let_(Ty::I32, e::bin(BinOp::Max, e::sub(e::i32(0), e::var(s)), e::i32(0)));
+        // (multiplier, left shift, right shift) of a side.
+        let side = |kb: &mut KernelBuilder, mult: BufId, shift: BufId| {
+            let q = kb.let_(Ty::I32, e::load(mult, c.clone()));
+            let s = kb.let_(Ty::I32, e::load(shift, c.clone()));
+            let left = kb.let_(Ty::I32, e::bin(BinOp::Max, e::var(s), e::i32(0)));
+            let right = kb.let_(Ty::I32, e::bin(BinOp::Max, e::sub(e::i32(0), e::var(s)), e::i32(0)));
+            (q, left, right)
+        };
+        let pos = side(kb, mult.buf, shift.buf);
+        let negs = neg.map(|(nq, ns)| side(kb, nq.buf, ns.buf));
         let base = imul(
             iadd(imul(o.clone(), m as i64), c.clone()),
             inner as i64,
         );
         kb.for_(inner, |kb, i| {
             let at = iadd(base.clone(), i);
-            let a = e::load(acc_buf, at.clone());
-            let v = requantize(kb, a, e::var(q), e::var(left), e::var(right));
+            let a = kb.let_(Ty::I32, e::load(acc_buf, at.clone()));
+            let pick = |p: crate::kir::Var, n: Option<crate::kir::Var>| match n {
+                Some(n) => e::select(e::bin(BinOp::Lt, e::var(a), e::i32(0)), e::var(n), e::var(p)),
+                None => e::var(p),
+            };
+            let (q, left, right) = (
+                pick(pos.0, negs.map(|n| n.0)),
+                pick(pos.1, negs.map(|n| n.1)),
+                pick(pos.2, negs.map(|n| n.2)),
+            );
+            let v = requantize(kb, e::var(a), q, left, right);
             let v = e::add(v, e::i32(op.y_zp));
             let v = e::bin(BinOp::Min, e::bin(BinOp::Max, v, e::i32(op.lo)), e::i32(op.hi));
             kb.store(y.buf, at, v);
@@ -190,20 +221,31 @@ mod tests {
             (Int8Core::Dense { trans_b: true }, vec![1, 7], vec![11, 7], 11),
             (Int8Core::Dense { trans_b: false }, vec![3, 6], vec![6, 5], 5),
         ];
-        for (core, xs, ws, m) in cases {
+        // Each case plain, then with an absorbed LeakyRelu (slope 0.1: negative-side inputs).
+        let cases = cases.into_iter().flat_map(|c| [(c.clone(), false), (c, true)]);
+        for ((core, xs, ws, m), leaky) in cases {
             let op = Int8Kernel { core, x_zp: -7, y_zp: 3, lo: -128, hi: 100, out: DType::I8 };
             let (q, s): (Vec<i32>, Vec<i32>) = (0..m).map(|c| quantize_multiplier(0.0005 * (c + 1) as f64)).unzip();
-            let ins = [
+            let mut ins = vec![
                 Tensor::from_vec(&xs, ramp_i8(xs.iter().product(), 1)),
                 Tensor::from_vec(&ws, ramp_i8(ws.iter().product(), 2)),
                 Tensor::from_vec(&[m], (0..m as i32).map(|c| c * 1000 - 1500).collect::<Vec<i32>>()),
                 Tensor::from_vec(&[m], q),
                 Tensor::from_vec(&[m], s),
             ];
+            if leaky {
+                let (nq, ns): (Vec<i32>, Vec<i32>) = (0..m).map(|c| quantize_multiplier(0.00005 * (c + 1) as f64)).unzip();
+                ins.push(Tensor::from_vec(&[m], nq));
+                ins.push(Tensor::from_vec(&[m], ns));
+            }
             let refs: Vec<Option<&Tensor>> = ins.iter().map(Some).collect();
             let want = op.eval(&refs).expect("reference");
             let got = run_op(&ins, &[want[0].type_info()], |cx, i, o| lower(&op, cx, i, o));
-            assert_eq!(got[0], want[0], "{:?}", op.core);
+            assert_eq!(got[0], want[0], "{:?} leaky {leaky}", op.core);
+            if leaky {
+                let plain = op.eval(&refs[..5]).expect("reference");
+                assert_ne!(plain[0], want[0], "the negative side changes something");
+            }
             // Constant weights and requantisation: the dual-MAC form (qint8_dot2).
             let konst = |i: &[Option<Operand>]| -> Vec<Option<Operand>> {
                 i.iter()
@@ -214,7 +256,7 @@ mod tests {
                     .collect()
             };
             let got = run_op(&ins, &[want[0].type_info()], |cx, i, o| lower(&op, cx, &konst(i), o));
-            assert_eq!(got[0], want[0], "dual-MAC form of {:?}", op.core);
+            assert_eq!(got[0], want[0], "dual-MAC form of {:?} leaky {leaky}", op.core);
         }
     }
 }

@@ -21,11 +21,13 @@
 //! The accumulation order differs from the float kernels' but int32 sums are exact
 //! (and wrap identically), so the results equal the reference evaluator's bits.
 
+use std::sync::Arc;
+
 use super::{LowerCx, Operand};
 use crate::error::OpError;
-use crate::ir::DType;
+use crate::ir::{DType, Tensor};
 use crate::kir::build::{iadd, imul, linear, KernelBuilder};
-use crate::kir::{e, BinOp, BufId, Expr, Ty, Var};
+use crate::kir::{e, BinOp, BufId, BufKind, Expr, Ty, UnOp, Var};
 use crate::ops::conv::{conv_geometry, AutoPad, ConvTranspose, WindowAttrs};
 use crate::ops::qint8::{Int8Core, Int8Kernel};
 
@@ -213,12 +215,15 @@ pub fn lower(
     x: &Operand,
     w: &Operand,
     bias: Option<&Operand>,
-    mult: &Operand,
-    shift: &Operand,
+    (mult, shift): (&Operand, &Operand),
+    neg: Option<(&Operand, &Operand)>,
     y: &Operand,
 ) -> Result<bool, OpError> {
     let (Some(wk), Some(qk), Some(sk)) = (&w.konst, &mult.konst, &shift.konst) else { return Ok(false) };
-    let (Some(_), Some(qv), Some(sv)) = (wk.to_i64_vec(), qk.to_i64_vec(), sk.to_i64_vec()) else { return Ok(false) };
+    let (Some(wv), Some(qv), Some(sv)) = (wk.to_i64_vec(), qk.to_i64_vec(), sk.to_i64_vec()) else { return Ok(false) };
+    if wv.iter().any(|&v| i8::try_from(v).is_err()) {
+        return Ok(false);
+    }
     let Some(plan) = Plan::new(op, x.shape(), w.shape(), y.shape())? else { return Ok(false) };
     if qv.len() != plan.m || sv.len() != plan.m || bias.is_some_and(|b| b.len() != plan.m) {
         return Ok(false);
@@ -226,13 +231,30 @@ pub fn lower(
     if !Requant::applies(&qv, &sv) {
         return Ok(false);
     }
+    // An absorbed LeakyRelu's side, under the same conditions.
+    let negv = match neg {
+        None => None,
+        Some((nq, ns)) => {
+            let (Some(nqk), Some(nsk)) = (&nq.konst, &ns.konst) else { return Ok(false) };
+            let (Some(nqv), Some(nsv)) = (nqk.to_i64_vec(), nsk.to_i64_vec()) else { return Ok(false) };
+            if nqv.len() != plan.m || nsv.len() != plan.m || !Requant::applies(&nqv, &nsv) {
+                return Ok(false);
+            }
+            Some((nq.buf, nsv))
+        }
+    };
     if !weights_fit(op, &plan, w.shape()) {
         return Ok(false);
     }
     let xp = pack_input(op, cx, x, &plan);
+    let wp = pack_weights(op, cx, &plan, &wv, w.buf);
+    let rq = RqBufs {
+        pos: requant_tables(cx, w.buf, "", mult.buf, &sv),
+        neg: negv.map(|(nq, nsv)| requant_tables(cx, w.buf, "_neg", nq, &nsv)),
+        bias: bias.map(|b| b.buf),
+    };
     let mut kb = cx.kernel("");
-    let rq = RqBufs { mult: mult.buf, shift: shift.buf, bias: bias.map(|b| b.buf) };
-    emit_gather(op, &mut kb, &plan, xp, w.buf, &rq, y.buf);
+    emit_gather(op, &mut kb, &plan, xp, &wp, &rq, y.buf);
     cx.emit(kb.finish());
     Ok(true)
 }
@@ -288,10 +310,133 @@ fn pack_input(op: &Int8Kernel, cx: &mut LowerCx, x: &Operand, plan: &Plan) -> Bu
     buf
 }
 
+/// Per-channel constants of the epilogue: the multiplier `q` as given, and from the
+/// shift (known at compile time) `sh = e - 1` and `K = 2^30 + 2^(30 + e)` of
+/// [`Requant`], so the kernel does no 64-bit shifting.
 struct RqBufs {
-    mult: BufId,
-    shift: BufId,
+    pos: RqSide,
+    /// An absorbed LeakyRelu's side, for negative accumulators.
+    neg: Option<RqSide>,
     bias: Option<BufId>,
+}
+
+#[derive(Clone, Copy)]
+struct RqSide {
+    mult: BufId,
+    sh: BufId,
+    kpos: BufId,
+}
+
+fn requant_tables(cx: &mut LowerCx, w: BufId, tag: &str, mult: BufId, shift: &[i64]) -> RqSide {
+    let name = format!("{}{tag}", cx.prog.buffer(w).name);
+    let m = shift.len();
+    // e = -shift in 1..=31 (checked by `Requant::applies`).
+    let sh: Vec<i32> = shift.iter().map(|&s| (-s - 1) as i32).collect();
+    let kpos: Vec<i64> = shift.iter().map(|&s| (1i64 << 30) + (1i64 << (31 - s - 1))).collect();
+    let sh = cx.prog.add_buffer(format!("{name}.rq_sh"), DType::I32, vec![m], BufKind::Weight(Arc::new(Tensor::from_vec(&[m], sh))));
+    let kpos =
+        cx.prog.add_buffer(format!("{name}.rq_k"), DType::I64, vec![m], BufKind::Weight(Arc::new(Tensor::from_vec(&[m], kpos))));
+    RqSide { mult, sh, kpos }
+}
+
+/// A kernel tap: (flat kernel index, input offset per axis).
+type Tap = (usize, Vec<i64>);
+
+/// Every combination of per-axis phases (one for Conv and dense layers), with its taps.
+fn combos(plan: &Plan) -> Vec<(Vec<&AxisPhase>, Vec<Tap>)> {
+    let ns = plan.in_sp.len();
+    let mut combos: Vec<Vec<&AxisPhase>> = vec![vec![]];
+    for ax in 0..ns {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| plan.phases[ax].iter().map(move |p| [c.clone(), vec![p]].concat()))
+            .collect();
+    }
+    combos
+        .into_iter()
+        .filter(|c| c.iter().all(|p| p.count > 0))
+        .map(|combo| {
+            let mut taps: Vec<(usize, Vec<i64>)> = vec![(0, vec![])];
+            for (ax, p) in combo.iter().enumerate() {
+                taps = taps
+                    .into_iter()
+                    .flat_map(|(k, offs)| {
+                        p.taps.iter().map(move |&(kk, off)| (k * plan.kernel[ax] + kk, [offs.clone(), vec![off]].concat()))
+                    })
+                    .collect();
+            }
+            (combo, taps)
+        })
+        .collect()
+}
+
+/// The weights as the gather reads them, still one byte per weight: per group, per
+/// phase combination, per block of `R` output channels, per input channel pair, per
+/// tap, `R / 2` words, word `j` holding `w[r0, c0] | w[r1, c0] << 8 | w[r0, c1] << 16 |
+/// w[r1, c1] << 24` (rows `r0 = 2j`, `r1 = 2j + 1` of the block, channels `c0 = 2p`,
+/// `c1 = 2p + 1`; a missing row or channel is a zero weight). `Sxtb16(word)` is then row
+/// `r0`'s weight pair for the pair's X word and `Sxtb16(word >>> 8)` row `r1`'s: one
+/// 32-bit load and two `SXTB16` per two weight pairs (CMSIS-NN's trick, with the
+/// interleave done at compile time), one running base index per block.
+struct PackedW {
+    buf: BufId,
+    /// Words per group.
+    group_words: usize,
+    /// Per combination of [`combos`], the first word of its blocks within a group.
+    combo_off: Vec<usize>,
+}
+
+/// Words of one block of `rows` channels over `ntaps` taps.
+fn block_words(plan: &Plan, ntaps: usize, rows: usize) -> usize {
+    plan.cp() * ntaps * rows.div_ceil(2)
+}
+
+fn pack_weights(op: &Int8Kernel, cx: &mut LowerCx, plan: &Plan, wv: &[i64], w: BufId) -> PackedW {
+    let (cg, mg, kn, g) = (plan.cg(), plan.mg(), plan.kn(), plan.group);
+    let last = plan.in_sp.len() - 1;
+    // W's element for group `gi`, output channel `oc` within the group, input channel
+    // `ic` within the group, flat kernel position `k` (the layouts `weights_fit` checked).
+    let at = |gi: usize, oc: usize, ic: usize, k: usize| -> i64 {
+        if ic >= cg || oc >= mg {
+            return 0;
+        }
+        let ocg = gi * mg + oc;
+        match op.core {
+            Int8Core::Conv(_) => wv[(ocg * cg + ic) * kn + k],
+            Int8Core::ConvTranspose(_) => wv[((gi * cg + ic) * mg + oc) * kn + k],
+            Int8Core::Dense { trans_b: true } => wv[ocg * plan.c + ic],
+            Int8Core::Dense { trans_b: false } => wv[ic * plan.m + ocg],
+        }
+    };
+    let combos = combos(plan);
+    let mut words: Vec<i32> = Vec::new();
+    let mut combo_off = Vec::with_capacity(combos.len());
+    for gi in 0..g {
+        for (combo, taps) in &combos {
+            if gi == 0 {
+                combo_off.push(words.len());
+            }
+            let (_, rn) = block_shape(combo[last].count);
+            let blocks = (0..mg / rn).map(|b| (b * rn, rn)).chain((mg % rn != 0).then_some((mg / rn * rn, mg % rn)));
+            for (om0, rows) in blocks {
+                for icp in 0..plan.cp() {
+                    for (k, _) in taps {
+                        for j in 0..rows.div_ceil(2) {
+                            let (r0, r1) = (om0 + 2 * j, if 2 * j + 1 < rows { om0 + 2 * j + 1 } else { usize::MAX });
+                            let b = |oc: usize, ic: usize| (at(gi, oc, ic, *k) as u8) as u32;
+                            let word = b(r0, 2 * icp) | b(r1, 2 * icp) << 8 | b(r0, 2 * icp + 1) << 16 | b(r1, 2 * icp + 1) << 24;
+                            words.push(word as i32);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let group_words = words.len() / g.max(1);
+    let n = words.len();
+    let name = format!("{}.packed", cx.prog.buffer(w).name);
+    let buf = cx.prog.add_buffer(name, DType::I32, vec![n], BufKind::Weight(Arc::new(Tensor::from_vec(&[n], words))));
+    PackedW { buf, group_words, combo_off }
 }
 
 /// Output positions (last axis) and channels per register block: `R x P` accumulators,
@@ -305,42 +450,24 @@ fn block_shape(count_last: usize) -> (usize, usize) {
     }
 }
 
-fn emit_gather(op: &Int8Kernel, kb: &mut KernelBuilder, plan: &Plan, xp: BufId, w: BufId, rq: &RqBufs, y: BufId) {
-    let (mg, cp, kn, g) = (plan.mg(), plan.cp(), plan.kn(), plan.group);
+fn emit_gather(op: &Int8Kernel, kb: &mut KernelBuilder, plan: &Plan, xp: BufId, wp: &PackedW, rq: &RqBufs, y: BufId) {
+    let (mg, cp, g) = (plan.mg(), plan.cp(), plan.group);
     let plane: usize = plan.padded.iter().product();
     let sp_out: usize = plan.out_sp.iter().product();
-    let ns = plan.in_sp.len();
-    let last = ns - 1;
-    // Every combination of per-axis phases.
-    let mut combos: Vec<Vec<&AxisPhase>> = vec![vec![]];
-    for ax in 0..ns {
-        combos = combos
-            .into_iter()
-            .flat_map(|c| plan.phases[ax].iter().map(move |p| [c.clone(), vec![p]].concat()))
-            .collect();
-    }
+    let last = plan.in_sp.len() - 1;
+    let combos = combos(plan);
     kb.for_shape(&[plan.n, g], |kb, ix| {
         let (b, gi) = (ix[0].clone(), ix[1].clone());
-        for combo in &combos {
-            if combo.iter().any(|p| p.count == 0) {
-                continue;
-            }
-            // Taps of the combination: (flat kernel index, input offset per axis).
-            let mut taps: Vec<(usize, Vec<i64>)> = vec![(0, vec![])];
-            for (ax, p) in combo.iter().enumerate() {
-                taps = taps
-                    .into_iter()
-                    .flat_map(|(k, offs)| {
-                        p.taps.iter().map(move |&(kk, off)| (k * plan.kernel[ax] + kk, [offs.clone(), vec![off]].concat()))
-                    })
-                    .collect();
-            }
+        for ((combo, taps), &coff) in combos.iter().zip(&wp.combo_off) {
             let (pn, rn) = block_shape(combo[last].count);
-            let cx = GatherCx { op, plan, combo, taps: &taps, xp, w, rq, y, b: b.clone(), gi: gi.clone(), cp, kn, plane, sp_out };
-            let chan = |kb: &mut KernelBuilder, om0: Expr, rows: usize| cx.channels(kb, om0, rows, pn);
-            kb.for_(mg / rn, |kb, mb| chan(kb, imul(mb, rn as i64), rn));
+            let cx = GatherCx { op, plan, combo, taps, xp, w: wp.buf, rq, y, b: b.clone(), gi: gi.clone(), cp, plane, sp_out };
+            let seg0 = iadd(imul(gi.clone(), wp.group_words as i64), e::idx(coff as i64));
+            let bw = block_words(plan, taps.len(), rn) as i64;
+            let chan = |kb: &mut KernelBuilder, om0: Expr, seg: Expr, rows: usize| cx.channels(kb, om0, seg, rows, pn);
+            kb.for_(mg / rn, |kb, mb| chan(kb, imul(mb.clone(), rn as i64), iadd(seg0.clone(), imul(mb, bw)), rn));
             if mg % rn != 0 {
-                chan(kb, e::idx((mg / rn * rn) as i64), mg % rn);
+                let om0 = mg / rn * rn;
+                chan(kb, e::idx(om0 as i64), iadd(seg0.clone(), e::idx((mg / rn) as i64 * bw)), mg % rn);
             }
         }
     });
@@ -352,23 +479,15 @@ struct GatherCx<'a> {
     combo: &'a [&'a AxisPhase],
     taps: &'a [(usize, Vec<i64>)],
     xp: BufId,
+    /// The packed weights ([`PackedW`]).
     w: BufId,
     rq: &'a RqBufs,
     y: BufId,
     b: Expr,
     gi: Expr,
     cp: usize,
-    kn: usize,
     plane: usize,
     sp_out: usize,
-}
-
-/// A channel's requantisation constants, loaded once per channel block.
-struct ChanVars {
-    bias: Var,
-    q: Var,
-    kpos: Var,
-    sh: Var,
 }
 
 impl GatherCx<'_> {
@@ -376,70 +495,44 @@ impl GatherCx<'_> {
         iadd(imul(self.gi.clone(), self.plan.mg() as i64), iadd(om0.clone(), e::idx(r as i64)))
     }
 
-    /// W's element for output channel `oc` (global), input channel `ic` (within the
-    /// group) and flat kernel position `k`, and the index step to input channel `ic + 1`.
-    fn w_index(&self, oc: Expr, ic: Expr, k: usize) -> (Expr, i64) {
-        let plan = self.plan;
-        let (cg, mg, kn) = (plan.cg() as i64, plan.mg() as i64, self.kn as i64);
-        match self.op.core {
-            Int8Core::Conv(_) => (iadd(imul(iadd(imul(oc, cg), ic), kn), e::idx(k as i64)), kn),
-            Int8Core::ConvTranspose(_) => {
-                // W [C, M / group, k...]: row `g * cg + ic`, column `oc - g * mg`.
-                let row = iadd(imul(self.gi.clone(), cg), ic);
-                let col = iadd(oc, imul(self.gi.clone(), -mg));
-                (iadd(imul(iadd(imul(row, mg), col), kn), e::idx(k as i64)), mg * kn)
-            }
-            Int8Core::Dense { trans_b: true } => (iadd(imul(oc, plan.c as i64), ic), 1),
-            Int8Core::Dense { trans_b: false } => (iadd(imul(ic, plan.m as i64), oc), plan.m as i64),
-        }
-    }
-
-    /// Channels `om0..om0 + rows` of the group over every output position of the phase.
-    fn channels(&self, kb: &mut KernelBuilder, om0: Expr, rows: usize, pn: usize) {
-        let vars: Vec<ChanVars> = (0..rows)
-            .map(|r| {
-                let oc = self.oc(&om0, r);
-                let s = kb.let_(Ty::I32, e::load(self.rq.shift, oc.clone()));
-                // e = -s >= 1 (checked at compile time): left = 0, sh = e - 1 and
-                // K = 2^30 + 2^(30 + e) (see [`Requant`]).
-                let sh = kb.let_(Ty::I32, e::sub(e::i32(-1), e::var(s)));
-                let kpos = e::add(e::i64(1 << 30), e::bin(BinOp::Shl, e::i64(1 << 31), e::cast(Ty::I64, e::var(sh))));
-                ChanVars {
-                    bias: kb.let_(Ty::I32, self.rq.bias.map_or(e::i32(0), |bb| e::load(bb, oc.clone()))),
-                    q: kb.let_(Ty::I32, e::load(self.rq.mult, oc)),
-                    kpos: kb.let_(Ty::I64, kpos),
-                    sh,
-                }
-            })
-            .collect();
+    /// Channels `om0..om0 + rows` of the group over every output position of the phase;
+    /// `seg` is the block's first word in the packed weights.
+    fn channels(&self, kb: &mut KernelBuilder, om0: Expr, seg: Expr, rows: usize, pn: usize) {
         let last = self.combo.len() - 1;
         let outer: Vec<usize> = self.combo[..last].iter().map(|p| p.count).collect();
         let count = self.combo[last].count;
         kb.for_shape(&outer, |kb, uo| {
             let uo = uo.to_vec();
-            kb.for_(count / pn, |kb, ub| self.block(kb, &om0, rows, &vars, &uo, imul(ub, pn as i64), pn));
+            kb.for_(count / pn, |kb, ub| self.block(kb, &om0, &seg, rows, &uo, imul(ub, pn as i64), pn));
             if count % pn != 0 {
-                self.block(kb, &om0, rows, &vars, &uo, e::idx((count / pn * pn) as i64), count % pn);
+                self.block(kb, &om0, &seg, rows, &uo, e::idx((count / pn * pn) as i64), count % pn);
             }
         });
     }
 
     /// One `rows x pn` register block at outer positions `uo`, last-axis positions `u0..u0 + pn`.
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, kb: &mut KernelBuilder, om0: &Expr, rows: usize, vars: &[ChanVars], uo: &[Expr], u0: Expr, pn: usize) {
+    fn block(&self, kb: &mut KernelBuilder, om0: &Expr, seg: &Expr, rows: usize, uo: &[Expr], u0: Expr, pn: usize) {
         let plan = self.plan;
         let last = self.combo.len() - 1;
-        let acc: Vec<Vec<Var>> =
-            (0..rows).map(|r| (0..pn).map(|_| kb.let_(Ty::I32, e::var(vars[r].bias))).collect()).collect();
-        let cg = plan.cg();
-        // One input channel pair: both halves of each weight pair from W (int8, one byte
-        // per weight in the blob), or for a group's odd last channel the low one alone
-        // (its X word's high half is zero, so the weight's sign-extension bits meet 0).
-        let pair = |kb: &mut KernelBuilder, icp: Expr, full: bool| {
+        let acc: Vec<Vec<Var>> = (0..rows)
+            .map(|r| {
+                let bias = self.rq.bias.map_or(e::i32(0), |bb| e::load(bb, self.oc(om0, r)));
+                let b0 = kb.let_(Ty::I32, bias);
+                let mut v = vec![b0];
+                v.extend((1..pn).map(|_| kb.let_(Ty::I32, e::var(b0))));
+                v
+            })
+            .collect();
+        let rw = rows.div_ceil(2);
+        let nt = self.taps.len();
+        // One input channel pair (a group's odd last channel has a zero high half in X
+        // and zero weights): every tap's weight words at constant offsets from one base,
+        // X at constant offsets from another, so C compilers address with immediates
+        // instead of keeping one pointer per tap or row live (which spills on
+        // Cortex-M's 13 registers).
+        let pair = |kb: &mut KernelBuilder, icp: Expr| {
             let ch = iadd(imul(iadd(imul(self.b.clone(), plan.group as i64), self.gi.clone()), self.cp as i64), icp.clone());
-            // One base index per operand and iteration, the taps at constant offsets from
-            // it: C compilers then address with immediates instead of keeping one pointer
-            // per tap live (which spills on Cortex-M's 13 registers).
             let base: Vec<Expr> = (0..=last)
                 .map(|ax| {
                     let ph = self.combo[ax];
@@ -448,52 +541,69 @@ impl GatherCx<'_> {
                 })
                 .collect();
             let xb = kb.let_(Ty::Index, iadd(imul(ch, self.plane as i64), linear(&plan.padded, &base)));
+            let wb = kb.let_(Ty::Index, iadd(seg.clone(), imul(icp, (nt * rw) as i64)));
             let mut pstride = vec![1i64; last + 1];
             for ax in (0..last).rev() {
                 pstride[ax] = pstride[ax + 1] * plan.padded[ax + 1] as i64;
             }
-            let wb: Vec<(Var, i64)> = (0..rows)
-                .map(|r| {
-                    let (at, step) = self.w_index(self.oc(om0, r), imul(icp.clone(), 2), 0);
-                    (kb.let_(Ty::Index, at), step)
-                })
-                .collect();
-            for (kflat, offs) in self.taps {
-                let xs: Vec<Var> = (0..pn)
-                    .map(|p| {
-                        let off: i64 = (0..=last).map(|ax| offs[ax] * pstride[ax]).sum::<i64>()
-                            + (p * self.combo[last].xstride) as i64;
-                        kb.let_(Ty::I32, e::load(self.xp, iadd(e::var(xb), e::idx(off))))
-                    })
-                    .collect();
-                for r in 0..rows {
-                    let (wbase, step) = wb[r];
-                    let lo = iadd(e::var(wbase), e::idx(*kflat as i64));
-                    let wlo = e::load(self.w, lo.clone());
-                    let word = match full {
-                        true => e::bin(
-                            BinOp::Or,
-                            e::bin(BinOp::And, wlo, e::i32(0xFFFF)),
-                            e::bin(BinOp::Shl, e::load(self.w, iadd(lo, e::idx(step))), e::i32(16)),
-                        ),
-                        false => wlo,
-                    };
-                    let wv = kb.let_(Ty::I32, word);
+            for (t, (_, offs)) in self.taps.iter().enumerate() {
+                let x_at = |p: usize| {
+                    let off: i64 =
+                        (0..=last).map(|ax| offs[ax] * pstride[ax]).sum::<i64>() + (p * self.combo[last].xstride) as i64;
+                    e::load(self.xp, iadd(e::var(xb), e::idx(off)))
+                };
+                // Weight pairs of rows 2j and 2j + 1 from word j.
+                let wpairs = |kb: &mut KernelBuilder, j: usize| {
+                    let word = kb.let_(Ty::I32, e::load(self.w, iadd(e::var(wb), e::idx((t * rw + j) as i64))));
+                    let lo = kb.let_(Ty::I32, e::un(UnOp::Sxtb16, e::var(word)));
+                    let hi = (2 * j + 1 < rows)
+                        .then(|| kb.let_(Ty::I32, e::un(UnOp::Sxtb16, e::bin(BinOp::UShr, e::var(word), e::i32(8)))));
+                    (lo, hi)
+                };
+                let mac = |kb: &mut KernelBuilder, a: Var, x: Var, w: Var| {
+                    kb.set(a, e::add(e::var(a), e::bin(BinOp::Dot2, e::var(x), e::var(w))));
+                };
+                // Keep the smaller operand set live: the weight pairs while each X word
+                // feeds its `rows` MACs, or the X words while each weight word feeds `pn`.
+                if rows <= pn {
+                    let ws: Vec<Var> = (0..rw)
+                        .flat_map(|j| {
+                            let (lo, hi) = wpairs(kb, j);
+                            std::iter::once(lo).chain(hi)
+                        })
+                        .collect();
                     for p in 0..pn {
-                        let a = acc[r][p];
-                        kb.set(a, e::add(e::var(a), e::bin(BinOp::Dot2, e::var(xs[p]), e::var(wv))));
+                        let x = kb.let_(Ty::I32, x_at(p));
+                        for (r, &w) in ws.iter().enumerate() {
+                            mac(kb, acc[r][p], x, w);
+                        }
+                    }
+                } else {
+                    let xs: Vec<Var> = (0..pn).map(|p| kb.let_(Ty::I32, x_at(p))).collect();
+                    for j in 0..rw {
+                        let (lo, hi) = wpairs(kb, j);
+                        for (p, &x) in xs.iter().enumerate() {
+                            mac(kb, acc[2 * j][p], x, lo);
+                            if let Some(hi) = hi {
+                                mac(kb, acc[2 * j + 1][p], x, hi);
+                            }
+                        }
                     }
                 }
             }
         };
         if !self.taps.is_empty() {
-            kb.for_(cg / 2, |kb, icp| pair(kb, icp, true));
-            if cg % 2 == 1 {
-                pair(kb, e::idx((cg / 2) as i64), false);
-            }
+            kb.for_(self.cp, pair);
         }
         for r in 0..rows {
             let oc = self.oc(om0, r);
+            let chan = |kb: &mut KernelBuilder, side: &RqSide| ChanVars {
+                q: kb.let_(Ty::I32, e::load(side.mult, oc.clone())),
+                kpos: kb.let_(Ty::I64, e::load(side.kpos, oc.clone())),
+                sh: kb.let_(Ty::I32, e::load(side.sh, oc.clone())),
+            };
+            let c = chan(kb, &self.rq.pos);
+            let cn = self.rq.neg.as_ref().map(|side| chan(kb, side));
             let y0 = imul(iadd(imul(self.b.clone(), plan.m as i64), oc), self.sp_out as i64);
             for p in 0..pn {
                 let o: Vec<Expr> = (0..=last)
@@ -503,20 +613,43 @@ impl GatherCx<'_> {
                         iadd(imul(u, ph.ostride as i64), e::idx(ph.phase as i64))
                     })
                     .collect();
-                let v = requant(kb, self.op, e::var(acc[r][p]), &vars[r]);
+                let v = requant(kb, self.op, e::var(acc[r][p]), &c, cn.as_ref());
                 kb.store(self.y, iadd(y0.clone(), linear(&plan.out_sp, &o)), v);
             }
         }
     }
 }
 
+/// A channel's requantisation constants (see [`RqBufs`]).
+struct ChanVars {
+    q: Var,
+    kpos: Var,
+    sh: Var,
+}
+
 /// `clamp(y_zp + mbqm(acc), lo, hi)` with the constants of [`Requant`].
-fn requant(kb: &mut KernelBuilder, op: &Int8Kernel, acc: Expr, c: &ChanVars) -> Expr {
+fn requant(kb: &mut KernelBuilder, op: &Int8Kernel, acc: Expr, pos: &ChanVars, neg_side: Option<&ChanVars>) -> Expr {
     let a = kb.let_(Ty::I32, acc);
     let neg = e::bin(BinOp::Lt, e::var(a), e::i32(0));
+    // With an absorbed LeakyRelu, a negative accumulator takes the other side's constants.
+    let c = match neg_side {
+        None => ChanVars { q: pos.q, kpos: pos.kpos, sh: pos.sh },
+        Some(n) => {
+            let pick = |kb: &mut KernelBuilder, ty: Ty, p: Var, q: Var| kb.let_(ty, e::select(neg.clone(), e::var(q), e::var(p)));
+            ChanVars {
+                q: pick(kb, Ty::I32, pos.q, n.q),
+                kpos: pick(kb, Ty::I64, pos.kpos, n.kpos),
+                sh: pick(kb, Ty::I32, pos.sh, n.sh),
+            }
+        }
+    };
     let k = e::select(neg, e::add(e::var(c.kpos), e::i64(-(1i64 << 31))), e::var(c.kpos));
     let t = e::add(e::mul(e::cast(Ty::I64, e::var(a)), e::cast(Ty::I64, e::var(c.q))), k);
-    let hi = e::cast(Ty::I32, e::bin(BinOp::Shr, t, e::i64(32)));
-    let v = e::add(e::bin(BinOp::Shr, hi, e::var(c.sh)), e::i32(op.y_zp));
+    // The high word: a logical shift gives the same 32 bits as an arithmetic one, and C
+    // compilers take it as the register without a sign test.
+    let hi = e::cast(Ty::I32, e::bin(BinOp::UShr, t, e::i64(32)));
+    // `sh` is in 0..=30 (see `requant_tables`): the mask changes nothing but lets C
+    // compilers drop the out-of-range case of a variable shift.
+    let v = e::add(e::bin(BinOp::Shr, hi, e::bin(BinOp::And, e::var(c.sh), e::i32(31))), e::i32(op.y_zp));
     e::bin(BinOp::Min, e::bin(BinOp::Max, v, e::i32(op.lo)), e::i32(op.hi))
 }

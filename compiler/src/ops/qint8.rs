@@ -16,6 +16,11 @@
 //! doubling high multiply, then a rounding right shift; CMSIS-NN's `arm_nn_requantize`
 //! without single rounding): integer-only, so every target gives the same bits.
 //! `[lo, hi]` is the output type's range, narrowed by an absorbed Relu or Clip.
+//!
+//! An absorbed LeakyRelu (slope `alpha > 0`) brings two more inputs, `neg_multiplier`
+//! and `neg_shift` (the factor times `alpha`): a negative accumulator is requantised
+//! with them instead (`alpha * acc * M` has the sign of `acc`, the scales being
+//! positive), so the activation costs one select in the epilogue.
 
 use super::conv::{ConvOp, ConvTranspose, WindowAttrs};
 use super::util::{input, opt_input};
@@ -211,13 +216,28 @@ impl Semantics for Int8Kernel {
         if qv.len() != m || sv.len() != m {
             return Err(OpError::invalid(format!("Int8Kernel needs {m} multipliers and shifts")));
         }
+        let neg = match (opt_input(inputs, 5), opt_input(inputs, 6)) {
+            (Some(q), Some(s)) => {
+                let (q, s) = (q.to_i64_vec().ok_or_else(not_int)?, s.to_i64_vec().ok_or_else(not_int)?);
+                if q.len() != m || s.len() != m {
+                    return Err(OpError::invalid(format!("Int8Kernel needs {m} negative-side multipliers and shifts")));
+                }
+                Some((q, s))
+            }
+            (None, None) => None,
+            _ => return Err(OpError::invalid("Int8Kernel: neg_multiplier and neg_shift go together")),
+        };
         let acc = self.accumulate(x, w, opt_input(inputs, 2), m)?;
         let y: Vec<i64> = acc
             .iter()
             .enumerate()
             .map(|(i, &a)| {
                 let c = (i / inner.max(1)) % m;
-                let v = self.y_zp as i64 + mbqm(a as i32, qv[c] as i32, sv[c] as i32) as i64;
+                let (q, s) = match &neg {
+                    Some((nq, ns)) if a < 0 => (nq[c], ns[c]),
+                    _ => (qv[c], sv[c]),
+                };
+                let v = self.y_zp as i64 + mbqm(a as i32, q as i32, s as i32) as i64;
                 v.clamp(self.lo as i64, self.hi as i64)
             })
             .collect();

@@ -6,14 +6,15 @@
 //!
 //! ```text
 //! DequantizeLinear(x_q: int8/uint8, per-tensor) ─┐
-//! DequantizeLinear(w: int8 const, zero point 0, ├─ op ─ [Relu | Clip] ─ QuantizeLinear ─ y_q
+//! DequantizeLinear(w: int8 const, zero point 0, ├─ op ─ [Relu | Clip | LeakyRelu] ─ QuantizeLinear ─ y_q
 //!                  per-tensor or per-channel)  ─┤
 //! [DequantizeLinear(bias: int32 const) | float const bias] ┘
 //! ```
 //!
 //! It becomes `Int8Kernel(x_q, w, bias_i32, multiplier, shift) → y_q`, with the
 //! requantisation factor `x_scale * w_scale[c] / y_scale` as a fixed-point multiplier and
-//! shift, and the Relu/Clip folded into the output clamp. Anything else (a weight zero
+//! shift, and the Relu/Clip folded into the output clamp (a LeakyRelu into a second
+//! multiplier and shift for negative accumulators). Anything else (a weight zero
 //! point, block quantisation, uint8 weights, a grouped ConvTranspose, Gemm with alpha,
 //! beta or transA) is left as it is: the float op between DequantizeLinear and
 //! QuantizeLinear still computes the right thing, only slower.
@@ -63,6 +64,8 @@ struct Unit {
     bias: Vec<i32>,
     mult: Vec<i32>,
     shift: Vec<i32>,
+    /// An absorbed LeakyRelu's multipliers and shifts for negative accumulators.
+    neg: Option<(Vec<i32>, Vec<i32>)>,
     y_q: ValueId,
 }
 
@@ -155,12 +158,14 @@ fn match_unit(g: &Graph, n: NodeId) -> Option<Unit> {
     let mut remove = vec![n];
     let mut next = sole_consumer(g, y)?;
     let mut act: Option<(f64, f64)> = None;
+    let mut slope: Option<f64> = None;
     match g.node(next).op_type.as_str() {
         "Relu" => act = Some((0.0, f64::INFINITY)),
         "Clip" => act = Some(clip_bounds(g, next)?),
+        "LeakyRelu" => slope = Some(leaky_slope(g, next)?),
         _ => {}
     }
-    if act.is_some() {
+    if act.is_some() || slope.is_some() {
         remove.push(next);
         next = sole_consumer(g, g.node(next).outputs.first().copied()??)?;
     }
@@ -203,6 +208,17 @@ fn match_unit(g: &Graph, n: NodeId) -> Option<Unit> {
         Some(b) => bias_values(g, b, &acc_scale)?,
     };
     let (mult, shift) = acc_scale.iter().map(|a| quantize_multiplier(a / y_scale)).unzip();
+    // LeakyRelu: the negative side's factor, `alpha` times the positive one's.
+    let neg = match slope {
+        None => None,
+        Some(alpha) => {
+            let (q, s): (Vec<i32>, Vec<i32>) = acc_scale.iter().map(|a| quantize_multiplier(alpha * a / y_scale)).unzip();
+            if q.contains(&0) {
+                return None;
+            }
+            Some((q, s))
+        }
+    };
     Some(Unit {
         remove,
         name: node.name.clone(),
@@ -212,8 +228,22 @@ fn match_unit(g: &Graph, n: NodeId) -> Option<Unit> {
         bias,
         mult,
         shift,
+        neg,
         y_q,
     })
+}
+
+/// LeakyRelu's slope as the float op multiplies by it (f32), when it is positive (a
+/// negative or zero one would flip or drop the sign the epilogue selects on).
+fn leaky_slope(g: &Graph, n: NodeId) -> Option<f64> {
+    use crate::ops::elementwise::{ElementwiseOp, Unary};
+    match &g.node(n).op {
+        Op::Elementwise(ElementwiseOp::Unary(Unary::LeakyRelu { alpha })) => {
+            let a = *alpha as f32 as f64;
+            (a > 0.0 && a.is_finite()).then_some(a)
+        }
+        _ => None,
+    }
 }
 
 /// Clip's float bounds (missing ones infinite), when they are constants.
@@ -280,13 +310,18 @@ fn apply(g: &mut Graph, u: Unit) {
     let bias = g.add_constant(format!("{}.bias_i32", u.name), Tensor::from_vec(&[m], u.bias));
     let mult = g.add_constant(format!("{}.multiplier", u.name), Tensor::from_vec(&[m], u.mult));
     let shift = g.add_constant(format!("{}.shift", u.name), Tensor::from_vec(&[m], u.shift));
+    let mut inputs = vec![Some(u.x_q), Some(u.w), Some(bias), Some(mult), Some(shift)];
+    if let Some((nq, ns)) = u.neg {
+        inputs.push(Some(g.add_constant(format!("{}.neg_multiplier", u.name), Tensor::from_vec(&[m], nq))));
+        inputs.push(Some(g.add_constant(format!("{}.neg_shift", u.name), Tensor::from_vec(&[m], ns))));
+    }
     g.add_node(Node {
         name: u.name,
         op: Op::Int8(u.kernel),
         op_type: "Int8Kernel".into(),
         domain: "edgec".into(),
         opset,
-        inputs: vec![Some(u.x_q), Some(u.w), Some(bias), Some(mult), Some(shift)],
+        inputs,
         outputs: vec![Some(u.y_q)],
     });
 }

@@ -188,7 +188,9 @@ fn plan(g: &Graph, opts: &Int8Options, report: &mut Int8Report) -> Vec<UnitPlan>
         if !g.outputs.contains(&y) {
             if let [r] = g.consumers(y).as_slice() {
                 let rn = g.node(*r);
-                if rn.op_type == "Relu" && !opts.keep_float.contains(&rn.name) {
+                // LeakyRelu too: the fold gives it a second multiplier for negative
+                // accumulators (a slope it cannot take stays float, after a Q/DQ).
+                if matches!(rn.op_type.as_str(), "Relu" | "LeakyRelu") && !opts.keep_float.contains(&rn.name) {
                     end = rn.outputs.first().copied().flatten().unwrap_or(y);
                 }
             }

@@ -57,6 +57,27 @@ EC_FN int32_t ec_smlad(int32_t a, int32_t b, int32_t acc) { return (int32_t)((ui
 #endif\n",
     },
     Helper {
+        name: "ec_sxtb16",
+        deps: &[],
+        code: "/* KIR's Sxtb16: bytes 0 and 2 sign-extended into the int16 halves (SXTB16 with Arm's DSP\n\
+ * extension; ec_sxtb16_ror8(a) = Sxtb16(a >>> 8), bytes 1 and 3, is SXTB16's rotated form, which\n\
+ * GCC 12's ACLE has no intrinsic for). Portable C elsewhere. */\n\
+#if defined(__ARM_FEATURE_DSP)\n\
+#include <arm_acle.h>\n\
+EC_FN int32_t ec_sxtb16(int32_t a) { return __sxtb16(a); }\n\
+EC_FN int32_t ec_sxtb16_ror8(int32_t a) { int32_t r; __asm__(\"sxtb16 %0, %1, ror #8\" : \"=r\"(r) : \"r\"(a)); return r; }\n\
+#else\n\
+EC_FN int32_t ec_sxtb16(int32_t a)\n\
+{\n\
+    uint32_t u = (uint32_t)a;\n\
+    uint32_t lo = (uint32_t)(int32_t)(int8_t)(uint8_t)(u & 0xFFu) & 0xFFFFu;\n\
+    uint32_t hi = (uint32_t)(int32_t)(int8_t)(uint8_t)((u >> 16) & 0xFFu) << 16;\n\
+    return (int32_t)(lo | hi);\n\
+}\n\
+EC_FN int32_t ec_sxtb16_ror8(int32_t a) { return ec_sxtb16((int32_t)((uint32_t)a >> 8)); }\n\
+#endif\n",
+    },
+    Helper {
         name: "ec_i32",
         deps: &[],
         code: "/* i32 arithmetic wraps (done in uint32_t); x / 0 and x % 0 give 0. */\n\
@@ -70,8 +91,14 @@ EC_FN int32_t ec_rem_i32(int32_t a, int32_t b) { return (b == 0 || b == -1) ? 0 
 EC_FN int32_t ec_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }\n\
 EC_FN int32_t ec_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }\n\
 EC_FN int32_t ec_shl_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a << b); }\n\
+#if defined(__GNUC__)\n\
+/* GCC and Clang define >> of a negative int as the arithmetic shift (GCC manual, C implementation:\n\
+ * integers): one ASR, where the portable form below compiles to a test and two branches. */\n\
+EC_FN int32_t ec_shr_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? (a < 0 ? -1 : 0) : a >> b; }\n\
+#else\n\
 EC_FN int32_t ec_shr_i32(int32_t a, int32_t b)\n\
 {\n    if (b < 0 || b >= 32) return a < 0 ? -1 : 0;\n    return a < 0 ? (int32_t)~(~(uint32_t)a >> b) : (int32_t)((uint32_t)a >> b);\n}\n\
+#endif\n\
 EC_FN int32_t ec_ushr_i32(int32_t a, int32_t b) { return (b < 0 || b >= 32) ? 0 : (int32_t)((uint32_t)a >> b); }\n",
     },
     Helper {
@@ -168,7 +195,17 @@ EC_FN float ec_truncf(float x)\n\
 EC_FN float ec_floorf(float x) { float t = ec_truncf(x); return t > x ? t - 1.0f : t; }\n\
 EC_FN float ec_ceilf(float x) { float t = ec_truncf(x); return t < x ? t + 1.0f : t; }\n\
 EC_FN float ec_round_evenf(float x)\n\
-{\n    float t = ec_truncf(x), d = x - t, s = x < 0.0f ? -1.0f : 1.0f;\n    if (!(x > -8388608.0f && x < 8388608.0f)) return x;\n    if (d < 0.0f) d = -d;\n    if (d > 0.5f || (d == 0.5f && ((uint32_t)(t < 0.0f ? -t : t) & 1u))) return t + s;\n    return t;\n}\n",
+{\n\
+#if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ == 0\n\
+    /* |x| < 2^22: x + 1.5 * 2^23 lies in (2^23, 2^24), whose spacing is 1, so the FPU's\n\
+     * round-to-nearest-even does the rounding in one add (a third of the instructions of the\n\
+     * form below: QuantizeLinear spends its time here); the sign is x's (-0.3 gives -0). */\n\
+    if (x > -4194304.0f && x < 4194304.0f) {\n\
+        float r = (x + 12582912.0f) - 12582912.0f;\n\
+        return ec_f32_from_bits(ec_f32_to_bits(r) | (ec_f32_to_bits(x) & 0x80000000u));\n\
+    }\n\
+#endif\n\
+    {\n    float t = ec_truncf(x), d = x - t, s = x < 0.0f ? -1.0f : 1.0f;\n    if (!(x > -8388608.0f && x < 8388608.0f)) return x;\n    if (d < 0.0f) d = -d;\n    if (d > 0.5f || (d == 0.5f && ((uint32_t)(t < 0.0f ? -t : t) & 1u))) return t + s;\n    return t;\n    }\n}\n",
     },
     Helper {
         name: "ec_sqrtf",

@@ -284,6 +284,15 @@ impl KernelGen<'_> {
                 };
                 (c, t)
             }
+            // `Sxtb16(a >>> 8)`: SXTB16's rotated form, one instruction.
+            Expr::Unary(UnOp::Sxtb16, a) if matches!(&**a, Expr::Binary(BinOp::UShr, _, s) if **s == Expr::Lit(Lit::I32(8))) => {
+                let Expr::Binary(_, a, _) = &**a else { unreachable!() };
+                let (a, t) = self.expr(k, a)?;
+                if t != Ty::I32 {
+                    return Err(malformed(format!("sxtb16 of {t:?}")));
+                }
+                (self.call("ec_sxtb16", "ec_sxtb16_ror8", &[&a]), Ty::I32)
+            }
             Expr::Unary(op, a) => {
                 let (a, t) = self.expr(k, a)?;
                 (self.unary(*op, a, t)?, t)
@@ -362,6 +371,7 @@ impl KernelGen<'_> {
             (UnOp::Abs, Ty::I64 | Ty::Index) => self.call("ec_i64", "ec_abs_i64", &[&a]),
             (UnOp::Not, Ty::Bool) => format!("(!{a})"),
             (UnOp::Not, Ty::I32 | Ty::I64 | Ty::Index) => format!("(~{a})"),
+            (UnOp::Sxtb16, Ty::I32) => self.call("ec_sxtb16", "ec_sxtb16", &[&a]),
             // f32 stays in f32: single-precision FPUs (Cortex-M4) have no double hardware.
             (UnOp::Sqrt, Ty::F32) => self.call("ec_sqrtf", "ec_sqrtf", &[&a]),
             (UnOp::Sqrt, Ty::F64) => self.call("ec_sqrt", "ec_sqrt", &[&a]),

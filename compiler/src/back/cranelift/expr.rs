@@ -115,6 +115,17 @@ impl KernelCx<'_, '_> {
             (UnOp::Not, false) if t == types::I8 => ins.bxor_imm_u(a, 1),
             (UnOp::Not, false) => ins.bnot(a),
             (UnOp::Sqrt, true) => ins.sqrt(a),
+            (UnOp::Sxtb16, false) if t == types::I32 => {
+                // Bytes 0 and 2 sign-extended into the int16 halves: (a << 24) >> 24 masked
+                // to the low half, or'd with ((a << 8) >> 24) << 16.
+                let lo = ins.ishl_imm_u(a, 24);
+                let lo = self.b.ins().sshr_imm_u(lo, 24);
+                let lo = self.b.ins().band_imm_u(lo, 0xFFFF);
+                let hi = self.b.ins().ishl_imm_u(a, 8);
+                let hi = self.b.ins().sshr_imm_u(hi, 24);
+                let hi = self.b.ins().ishl_imm_u(hi, 16);
+                self.b.ins().bor(lo, hi)
+            }
             (UnOp::Floor | UnOp::Ceil | UnOp::Round | UnOp::Trunc, true) => self.round(op, a),
             (op, _) if !op.is_primitive() => return Err(unsupported(format!("{op:?} (not expanded by kir::math::expand)"))),
             (op, _) => return Err(failed(format!("{op:?} of {t}"))),
