@@ -143,6 +143,9 @@ pub(super) fn lower(
     {
         return Ok(false);
     }
+    if lower_as_gemm(cx, p, x, w, bias, y) {
+        return Ok(true);
+    }
     let Some(wv) = w.konst.as_ref().filter(|_| float(w)).and_then(|t| t.as_array::<f32>()) else { return Ok(false) };
     let wv: Vec<f32> = wv.iter().copied().collect();
     let Some(axes) = (0..ns).map(|a| Axis::new(p, a)).collect::<Option<Vec<Axis>>>() else { return Ok(false) };
@@ -187,6 +190,25 @@ pub(super) fn lower(
     }
     let width = parts * LANES;
     let jb = span.div_ceil(width) * width;
+    // Products with real inputs against those computed: the padding, the columns past
+    // each row's end and the last block's rounding are computed too. Below a third (a
+    // small input under a large kernel) the loop nests, which skip them, win.
+    let useful: usize = cartesian(&phase_counts)
+        .iter()
+        .map(|phi| {
+            (0..ns)
+                .map(|a| {
+                    let len = p.input[a] as i64;
+                    let valid = |c: i64| (0..axes[a].umax as i64).filter(|u| (0..len).contains(&(u + c))).count();
+                    axes[a].phases[phi[a]].iter().map(|&(_, c)| valid(c)).sum::<usize>()
+                })
+                .product::<usize>()
+        })
+        .sum();
+    let computed: usize = phases.iter().map(|t| t.len() * jb).sum();
+    if useful * 3 < computed {
+        return Ok(false);
+    }
     debug_assert!(!direct || jb == sp_out);
     let max_off = phases.iter().flatten().map(|t| t.off).max().unwrap_or(0);
     let pitch_c = plane.max(jb + max_off);
@@ -318,6 +340,39 @@ pub(super) fn lower(
     Ok(true)
 }
 
+/// A ConvTranspose of a single input position (every spatial axis 1, no padding or
+/// dilation, Y the kernel's extent: DCGAN's first layer) is a product: `y[b, oc * kn + q]
+/// = bias[oc] + sum_ic x[b, ic] * w[ic, oc * kn + q]`. As a phase-split correlation all
+/// but one of its taps would multiply padding, so it takes the GEMM panels instead (W
+/// packed as the B panels). Returns `false`, having emitted nothing, for anything else.
+fn lower_as_gemm(cx: &mut LowerCx, p: &Problem, x: &Operand, w: &Operand, bias: Option<&Operand>, y: &Operand) -> bool {
+    let single = p.input.iter().all(|&l| l == 1) && p.pad_head.iter().all(|&h| h == 0);
+    let dense = p.out == p.kernel && p.kernel.iter().zip(p.dilations).all(|(&k, &d)| k == 1 || d == 1);
+    if !p.transpose || p.group != 1 || !single || !dense || w.konst.is_none() {
+        return false;
+    }
+    let (ty, kn) = (Ty::F32, p.kernel.iter().product::<usize>());
+    let (rows, depth, cols) = (p.n, p.c, p.m * kn);
+    if w.len() != depth * cols || y.len() != rows * cols {
+        return false;
+    }
+    let layout = super::linalg::TileLayout::plan(cx, ty, w, false, depth, cols);
+    let mut kb = cx.kernel("");
+    kb.for_shape(&[rows, p.m, kn], |kb, ix| {
+        let at = iadd(imul(iadd(imul(ix[0].clone(), p.m as i64), ix[1].clone()), kn as i64), ix[2].clone());
+        kb.store(y.buf, at, bias.map_or(zero(ty), |b| e::load(b.buf, ix[1].clone())));
+    });
+    let tile = super::linalg::Tile { ty, m: rows, k: depth, n: cols, y: y.buf, layout };
+    tile.accumulate(
+        &mut kb,
+        &|i, j| iadd(imul(i, cols as i64), j),
+        &|i, q| e::load(x.buf, iadd(imul(i, depth as i64), q)),
+        &|q, j| e::load(w.buf, iadd(imul(q, cols as i64), j)),
+    );
+    cx.emit(kb.finish());
+    true
+}
+
 /// Every index tuple of `shape`, row-major.
 fn cartesian(shape: &[usize]) -> Vec<Vec<usize>> {
     let mut all = vec![Vec::new()];
@@ -363,6 +418,9 @@ mod tests {
             (vec![1, 8, 12], vec![3, 8, 8], vec![4], vec![1], vec![2, 2], 1, vec![]),
             (vec![1, 2, 3, 4, 5], vec![3, 2, 2, 3, 2], vec![1, 2, 1], vec![1, 1, 2], vec![0, 1, 1, 1, 0, 2], 1, vec![]),
             (vec![1, 3, 5], vec![2, 3, 2], vec![5], vec![1], vec![0, 0], 1, vec![]),
+            // One input position: the transpose is a product (the conv stays a correlation).
+            (vec![2, 9, 1, 1], vec![7, 9, 4, 4], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 1, vec![]),
+            (vec![1, 5, 1], vec![3, 5, 3], vec![2], vec![1], vec![0, 0], 1, vec![]),
         ];
         for (xs, ws, strides, dilations, pads, group, output_padding) in cases {
             let window =
@@ -382,12 +440,13 @@ mod tests {
                         ins.push(ramp(&[m], 5));
                     }
                     let refs: Vec<Option<&Tensor>> = ins.iter().map(Some).collect();
-                    let want = op.eval(&refs).expect("reference");
+                    // A kernel wider than its input is no Conv.
+                    let Ok(want) = op.eval(&refs) else { continue };
                     let mut blocked = false;
                     let got = run_op_with(GemmTiles::Panels { depth: 1 }, &ins, &[false, true], &[want[0].type_info()], |cx, i, o| {
                         let kernels = cx.prog.buffers.len();
                         super::super::conv::lower(&op, cx, i, o)?;
-                        blocked = cx.prog.buffers.iter().skip(kernels).any(|b| b.name.ends_with(".blocks"));
+                        blocked = cx.prog.buffers.iter().skip(kernels).any(|b| b.name.ends_with(".blocks") || b.name.ends_with(".panels"));
                         Ok(())
                     });
                     assert!(blocked, "{op:?} on X {xs:?} took the blocked form");
