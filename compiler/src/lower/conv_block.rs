@@ -143,10 +143,10 @@ pub(super) fn lower(
     {
         return Ok(false);
     }
+    let Some(wv) = w.konst.as_ref().filter(|_| float(w)).and_then(|t| t.as_array::<f32>()) else { return Ok(false) };
     if lower_as_gemm(cx, p, x, w, bias, y) {
         return Ok(true);
     }
-    let Some(wv) = w.konst.as_ref().filter(|_| float(w)).and_then(|t| t.as_array::<f32>()) else { return Ok(false) };
     let wv: Vec<f32> = wv.iter().copied().collect();
     let Some(axes) = (0..ns).map(|a| Axis::new(p, a)).collect::<Option<Vec<Axis>>>() else { return Ok(false) };
     let (cg, mg) = (p.c / p.group, p.m / p.group);
