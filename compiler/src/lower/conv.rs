@@ -12,6 +12,7 @@
 //! in scatter form when Y holds the accumulator, and otherwise a gather form (each
 //! output element sums the inputs that scatter to it in a variable).
 
+use super::conv_block::Problem;
 use super::linalg::{flit, holds_exactly, input, mac, output, zero};
 use super::{LowerCx, Operand};
 use crate::error::OpError;
@@ -28,6 +29,23 @@ pub fn lower(op: &ConvOp, cx: &mut LowerCx, ins: &[Option<Operand>], outs: &[Opt
             let ty = x.kty()?;
             let bias = opt(ins, 2);
             let s = ConvDims::new(a, x.shape(), w.shape())?;
+            let g = &s.win.g;
+            let problem = Problem {
+                n: s.n,
+                c: s.c,
+                m: s.m,
+                group: s.group,
+                input: &s.win.target,
+                out: &g.grid,
+                kernel: &g.kernel,
+                strides: &g.strides,
+                dilations: &g.dilations,
+                pad_head: &g.pad_head,
+                transpose: false,
+            };
+            if super::conv_block::lower(cx, &problem, x, w, bias, y)? {
+                return Ok(());
+            }
             let mut kb = cx.kernel("");
             let init = |oc| bias.map_or(zero(ty), |b| e::load(b.buf, oc));
             let terms =
@@ -498,6 +516,22 @@ fn lower_conv_transpose(
             let total = full.saturating_sub(out_sp[i]);
             g.pad_head[i] = if a.auto_pad == AutoPad::SameUpper { total / 2 } else { total - total / 2 };
         }
+    }
+    let problem = Problem {
+        n,
+        c,
+        m,
+        group: a.group,
+        input: input_sp,
+        out: out_sp,
+        kernel: &kernel,
+        strides: &g.strides,
+        dilations: &g.dilations,
+        pad_head: &g.pad_head,
+        transpose: true,
+    };
+    if super::conv_block::lower(cx, &problem, x, w, bias, y)? {
+        return Ok(());
     }
     let cg = c / a.group;
     let (sp_in, sp_out, kn) =

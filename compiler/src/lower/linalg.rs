@@ -295,7 +295,8 @@ impl TileLayout {
 /// anything else.
 fn pack_panels(cx: &mut LowerCx, b: &Operand, trans_b: bool, k: usize, n: usize) -> Option<BufId> {
     let t = b.konst.as_ref()?;
-    if b.ty.dtype != DType::F32 || b.shape().len() != 2 || k * n == 0 || b.len() != k * n {
+    // Any rank holding exactly `k x n` values (a ConvTranspose weight read as a matrix).
+    if b.ty.dtype != DType::F32 || k * n == 0 || b.len() != k * n {
         return None;
     }
     let src: Vec<f32> = t.as_array::<f32>()?.iter().copied().collect();

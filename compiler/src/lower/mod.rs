@@ -15,6 +15,7 @@ mod blockquant;
 mod control;
 mod control_body;
 mod conv;
+mod conv_block;
 mod deform;
 mod einsum;
 mod elementwise;

@@ -16,7 +16,7 @@ use cranelift_object::ObjectModule;
 use super::isa::Caps;
 use super::{failed, unsupported};
 use crate::back::{BackendError, Input};
-use crate::kir::{BufId, Expr, Kernel, Program, Stmt, Ty};
+use crate::kir::{BinOp, BufId, Expr, Kernel, Lit, Program, Stmt, Ty};
 use crate::plan::layout::Place;
 
 /// The Cranelift type of a KIR scalar type (`Bool` is a byte holding 0 or 1).
@@ -282,10 +282,21 @@ impl KernelCx<'_, '_> {
     /// pointer-sized arithmetic.
     pub fn address(&mut self, buf: BufId, index: &Expr) -> Result<Value, BackendError> {
         let base = self.base(buf)?;
-        let i = self.index(index)?;
+        // A constant term of the index goes to the end of the address, where the x86_64
+        // and aarch64 addressing modes fold it into the displacement, instead of an add on
+        // the index per access (the rows of a register block differ by constants).
+        let (rest, c) = match index {
+            Expr::Binary(BinOp::Add, a, b) => match (&**a, &**b) {
+                (r, Expr::Lit(Lit::Index(c))) | (Expr::Lit(Lit::Index(c)), r) => (r, *c),
+                _ => (index, 0),
+            },
+            _ => (index, 0),
+        };
+        let i = self.index(rest)?;
         let size = self.prog.buffer(buf).dtype.size() as i64;
         let off = if size == 1 { i } else { self.b.ins().imul_imm_u(i, size) };
-        Ok(self.b.ins().iadd(base, off))
+        let addr = self.b.ins().iadd(base, off);
+        Ok(if c == 0 { addr } else { self.b.ins().iadd_imm_s(addr, c * size) })
     }
 
     /// An index expression as a pointer-sized integer (the interpreter also accepts I32).
