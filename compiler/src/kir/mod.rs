@@ -324,7 +324,10 @@ pub enum GemmTiles {
     /// for the 128-bit SIMD Cranelift targets, which keep each block in vector registers
     /// across the `k` loop (`back::cranelift::vector`). `depth` terms of the sum per
     /// iteration of that loop (4 on aarch64, whose `fmla` by element takes four A factors
-    /// from one vector register; 1 on x86_64, where more live B vectors would spill).
+    /// from one vector register; 2 on x86_64: Cranelift computes each accumulator's
+    /// chain of `depth` fmas in one go, so `2 * depth` B vectors are live with the twelve
+    /// accumulators, and depth 4 spills while depth 1 pays the loop's register moves,
+    /// which the fma's overwritten factor rotates, on every term).
     Panels { depth: usize },
 }
 

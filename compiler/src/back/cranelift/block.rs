@@ -24,6 +24,14 @@
 //! before the loop. This module keeps its own expression emitter (`block_expr`) because
 //! it tracks the accumulators, unrolled parts, pure loads and aarch64 lane groups that the
 //! general vectoriser's emitter has no need for.
+//!
+//! Inside the loop, an affine load index is split on the loop variable
+//! ([`KernelCx::block_address`]): a loop-invariant row or panel pointer plus `k * stride`,
+//! one addressing mode per load instead of an index recomputed per row. On x86_64, whose
+//! vector fma overwrites a factor ([`super::isa::Caps::fma_overwrites_factor`]), each fma
+//! gets its own `vbroadcastss` of its A factor ([`KernelCx::fresh_splat`]) and the loop
+//! tests at the top, so that nothing computed in an iteration is used twice and the
+//! broadcast's load folds into it (both measured in docs/performance.md).
 
 use std::collections::BTreeMap;
 
@@ -63,6 +71,14 @@ struct Reuse {
     /// consecutive indices (A factors of four terms) read as one vector (see
     /// [`KernelCx::lane_groups`]).
     lanes: Vec<LaneGroup>,
+    /// In a register block on an ISA whose fma overwrites a factor: the A factors
+    /// broadcast so far (each use gets its own broadcast, see [`KernelCx::fresh_splat`])
+    /// with how many times each, and the broadcast values (the factor an fma overwrites).
+    fresh: Vec<(Expr, i32)>,
+    fresh_values: Vec<Value>,
+    /// In a register block: the loop variable of the `k` loop, which loads are split on
+    /// (see [`KernelCx::block_address`]).
+    outer: Option<Variable>,
 }
 
 /// Four loads `buf[base + 0..4]` of one affine form: one f32x4 load, each a lane of it.
@@ -149,7 +165,7 @@ impl KernelCx<'_, '_> {
             return Ok(());
         }
         let parts = width / LANES;
-        let mut reuse = Reuse { pure_loads: true, ..Reuse::default() };
+        let mut reuse = Reuse { pure_loads: true, outer: Some(outer), ..Reuse::default() };
         for s in body {
             if let Stmt::Store { buf, value, .. } = s {
                 reuse.stored.push(*buf);
@@ -181,6 +197,22 @@ impl KernelCx<'_, '_> {
         self.b.ins().jump(head, &[BlockArg::Value(zero)]);
         self.b.switch_to_block(head);
         self.b.def_var(outer, i);
+        // Where the fma overwrites a factor, test at the top: the exit then reads the
+        // accumulators from the loop header's parameters, and each value of an iteration
+        // has a single use (the back edge), which lets x86_64 fold a broadcast's load into
+        // `vbroadcastss` (a value also read after the loop would be "used twice", and so
+        // would everything it is computed from).
+        let top = self.caps.fma_overwrites_factor;
+        if top {
+            let body_block = self.b.create_block();
+            let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, extent as i64);
+            self.b.ins().brif(more, body_block, &[], exit, &[]);
+            // Its only predecessor is known: sealed now, the body reads the values from
+            // before the loop directly (not through block parameters, which would keep
+            // Cranelift from hoisting what is computed from them).
+            self.b.seal_block(body_block);
+            self.b.switch_to_block(body_block);
+        }
         // Store by store (a GEMM block's row), part by part: one splat of A live at a time.
         for s in body {
             let Stmt::Store { buf, index, value } = s else { continue };
@@ -193,8 +225,12 @@ impl KernelCx<'_, '_> {
             }
         }
         let next = self.b.ins().iadd_imm_s(i, 1);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, extent as i64);
-        self.b.ins().brif(more, head, &[BlockArg::Value(next)], exit, &[]);
+        if top {
+            self.b.ins().jump(head, &[BlockArg::Value(next)]);
+        } else {
+            let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, extent as i64);
+            self.b.ins().brif(more, head, &[BlockArg::Value(next)], exit, &[]);
+        }
         self.b.switch_to_block(exit);
         for (buf, index, part, acc) in std::mem::take(&mut reuse.accs) {
             self.set_part(inner, part);
@@ -264,6 +300,79 @@ impl KernelCx<'_, '_> {
         Ok(Some(self.b.ins().bitcast(types::F32X4, le, shuffled)))
     }
 
+    /// `buf[index]` broadcast to all lanes for one use only (`vbroadcastss` from memory
+    /// on x86_64). An fma there overwrites one factor: a broadcast shared by the parts of
+    /// a row (or B, shared by the rows) stays live, so Cranelift would copy it before every
+    /// fma, while a broadcast made for this fma dies in it. Each repeat of the same
+    /// element is addressed as `(address - 4n) + 4n` so that neither GVN nor redundant-load
+    /// elimination merges it with the earlier ones (the addressing mode folds the two
+    /// constants back: the same instruction, one load-port micro-op, no shuffle).
+    fn fresh_splat(&mut self, e: &Expr, buf: BufId, index: &Expr, var: Var, reuse: &mut Reuse) -> Result<Value, BackendError> {
+        let n = match reuse.fresh.iter_mut().find(|(x, _)| x == e) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                reuse.fresh.push((e.clone(), 0));
+                0
+            }
+        };
+        let (mut addr, mut offset) = self.block_address(buf, index, var, reuse)?;
+        let mut flags = self.load_flags(buf, reuse);
+        if n == 1 {
+            flags = flags.with_endianness(Endianness::Little);
+        } else if n != 0 {
+            addr = self.b.ins().iadd_imm_s(addr, -(n as i64 * 4));
+            offset += n * 4;
+        }
+        let x = self.b.ins().load(types::F32, flags, addr, offset);
+        let v = self.b.ins().splat(types::F32X4, x);
+        reuse.fresh_values.push(v);
+        Ok(v)
+    }
+
+    /// The address of `buf[index]` in a register block's loop, as `(address, offset)`:
+    /// an affine index is split into the terms of the `k` loop variable and the rest, so
+    /// that `base + rest * size` is loop-invariant (Cranelift hoists it) and the address
+    /// in the loop is that pointer plus `k * stride` (one addressing mode for unit
+    /// strides), the unrolled part's and the constant terms folded into the offset.
+    /// Anything else takes [`KernelCx::address`].
+    fn block_address(&mut self, buf: BufId, index: &Expr, inner: Var, reuse: &Reuse) -> Result<(Value, i32), BackendError> {
+        let size = self.prog.buffer(buf).dtype.size() as i64;
+        let split = match (reuse.outer, affine(index)) {
+            (Some(outer), Some((form, c))) => {
+                let c = form.get(&inner).copied().unwrap_or(0).checked_mul((reuse.part * LANES) as i64).and_then(|x| x.checked_add(c));
+                let bytes = c.and_then(|c| c.checked_mul(size)).and_then(|x| i32::try_from(x).ok());
+                let typed = form.keys().all(|v| *v == inner || self.var_type(*v) == Some(types::I64));
+                bytes.filter(|_| typed).map(|bytes| (outer, form, bytes))
+            }
+            _ => None,
+        };
+        let Some((outer, form, bytes)) = split else { return Ok((self.address(buf, index)?, 0)) };
+        let mut fixed = self.base(buf)?;
+        let mut moving = None;
+        for (v, coef) in form {
+            if v == inner {
+                continue;
+            }
+            let Some(stride) = coef.checked_mul(size) else { return Ok((self.address(buf, index)?, 0)) };
+            let cv = self.var(v)?;
+            let x = self.b.use_var(cv);
+            let scaled = if stride == 1 { x } else { self.b.ins().imul_imm_s(x, stride) };
+            if cv == outer {
+                moving = Some(scaled);
+            } else {
+                fixed = self.b.ins().iadd(fixed, scaled);
+            }
+        }
+        let addr = match moving {
+            Some(m) => self.b.ins().iadd(fixed, m),
+            None => fixed,
+        };
+        Ok((addr, bytes))
+    }
+
     /// The flags of a load of `buf` (see [`Reuse::pure_loads`]).
     fn load_flags(&self, buf: BufId, reuse: &Reuse) -> MemFlagsData {
         let flags = MemFlagsData::new().with_notrap();
@@ -321,9 +430,9 @@ impl KernelCx<'_, '_> {
                 if let Some(&(.., v)) = hit {
                     return Ok(v);
                 }
-                let addr = self.address(*buf, index)?;
+                let (addr, offset) = self.block_address(*buf, index, var, reuse)?;
                 let flags = self.load_flags(*buf, reuse);
-                let v = self.b.ins().load(v4, flags, addr, 0);
+                let v = self.b.ins().load(v4, flags, addr, offset);
                 if reusable {
                     reuse.loads.push((*buf, (**index).clone(), part, v));
                 }
@@ -334,6 +443,9 @@ impl KernelCx<'_, '_> {
                     return Ok(*v);
                 }
                 if let Expr::Load { buf, index } = e {
+                    if self.caps.fma_overwrites_factor && reuse.pure_loads && self.is_f32(*buf) {
+                        return self.fresh_splat(e, *buf, index, var, reuse);
+                    }
                     if let Some(v) = self.block_lane(*buf, index, reuse)? {
                         reuse.invariant.push((e.clone(), v));
                         return Ok(v);
@@ -341,9 +453,9 @@ impl KernelCx<'_, '_> {
                 }
                 let x = match e {
                     Expr::Load { buf, index } if reuse.pure_loads && self.is_f32(*buf) => {
-                        let addr = self.address(*buf, index)?;
+                        let (addr, offset) = self.block_address(*buf, index, var, reuse)?;
                         let flags = self.load_flags(*buf, reuse);
-                        self.b.ins().load(types::F32, flags, addr, 0)
+                        self.b.ins().load(types::F32, flags, addr, offset)
                     }
                     _ => self.expr(e)?,
                 };
@@ -376,6 +488,9 @@ impl KernelCx<'_, '_> {
             }
             Expr::Fma(a, b, c) => {
                 let (a, b, c) = (self.block_expr(a, var, reuse)?, self.block_expr(b, var, reuse)?, self.block_expr(c, var, reuse)?);
+                // x86_64 overwrites the first factor unless the second is a load it can
+                // fold: put a fresh broadcast first (the product is the same either way).
+                let (a, b) = if reuse.fresh_values.contains(&b) && !reuse.fresh_values.contains(&a) { (b, a) } else { (a, b) };
                 self.b.ins().fma(a, b, c)
             }
             // Invariant: literals, variables and coefficient-0 loads, splatted.

@@ -26,6 +26,12 @@ pub struct Caps {
     /// A vector fma can take one lane of a register as the splatted factor (aarch64's
     /// `fmla` by element): four consecutive A factors are loaded as one vector.
     pub lane_fma: bool,
+    /// The vector fma writes its result over one of the two factors (x86_64: Cranelift
+    /// only selects `vfmadd213ps`/`vfmadd132ps`, never the accumulator-tied
+    /// `vfmadd231ps`): a register block broadcasts the A factor from memory for each fma,
+    /// so the register overwritten is one that dies there rather than a copy of a factor
+    /// that is still live (see `block::KernelCx::block_loop`).
+    pub fma_overwrites_factor: bool,
 }
 
 fn failed(what: impl std::fmt::Display) -> BackendError {
@@ -49,10 +55,10 @@ pub fn for_target(target: &Target) -> Result<(OwnedTargetIsa, Caps), BackendErro
             let simd128 = matches!(b.triple().architecture, Architecture::X86_64 | Architecture::Aarch64(_));
             // x86_64's optional features are read back from the finished ISA below.
             let lane_fma = matches!(b.triple().architecture, Architecture::Aarch64(_));
-            (b, Caps { rounding: true, fma: true, simd128, lane_fma })
+            (b, Caps { rounding: true, fma: true, simd128, lane_fma, fma_overwrites_factor: false })
         }
         "cortex-a53" | "cortex-a55" | "cortex-a72" | "cortex-a76" => {
-            (lookup("aarch64-unknown-linux-gnu")?, Caps { rounding: true, fma: true, simd128: true, lane_fma: true })
+            (lookup("aarch64-unknown-linux-gnu")?, Caps { rounding: true, fma: true, simd128: true, lane_fma: true, fma_overwrites_factor: false })
         }
         "riscv64" | "riscv64-v" => {
             let mut b = lookup("riscv64gc-unknown-linux-gnu")?;
@@ -64,13 +70,15 @@ pub fn for_target(target: &Target) -> Result<(OwnedTargetIsa, Caps), BackendErro
             }
             // The vectoriser only emits f32x4; on riscv64 it stays scalar (Cranelift's
             // RVV support is partial), so `has_v` only lets Cranelift use it itself.
-            (b, Caps { rounding: true, fma: true, simd128: false, lane_fma: false })
+            (b, Caps { rounding: true, fma: true, simd128: false, lane_fma: false, fma_overwrites_factor: false })
         }
         other => return Err(unsupported(format!("target '{other}' (Cranelift generates x86_64, aarch64 and riscv64 only)"))),
     };
     let isa = builder.finish(flags).map_err(failed)?;
     let caps = match isa.triple().architecture {
-        Architecture::X86_64 => Caps { rounding: isa_flag(&*isa, "has_sse41"), fma: isa_flag(&*isa, "has_fma"), ..caps },
+        Architecture::X86_64 => {
+            Caps { rounding: isa_flag(&*isa, "has_sse41"), fma: isa_flag(&*isa, "has_fma"), fma_overwrites_factor: true, ..caps }
+        }
         _ => caps,
     };
     if isa.pointer_bits() != 64 {

@@ -50,7 +50,7 @@ pub(crate) fn unsupported(what: impl Into<String>) -> BackendError {
 /// scalar-friendly default elsewhere (riscv64, an x86_64 host without FMA).
 pub fn gemm_tiles(target: &crate::targets::Target) -> GemmTiles {
     match isa::for_target(target) {
-        Ok((_, caps)) if caps.simd128 && caps.fma => GemmTiles::Panels { depth: if caps.lane_fma { 4 } else { 1 } },
+        Ok((_, caps)) if caps.simd128 && caps.fma => GemmTiles::Panels { depth: if caps.lane_fma { 4 } else { 2 } },
         _ => GemmTiles::default(),
     }
 }
